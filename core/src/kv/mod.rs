@@ -1,0 +1,9 @@
+//! etcd's MVCC key-value model as a pure, deterministic state machine:
+//! revisions, key history, compaction, transactions, leases and the event
+//! stream that watches are served from.
+
+pub mod error;
+pub mod request;
+
+pub use error::{GrpcCode, KvError};
+pub use request::*;

@@ -1,0 +1,83 @@
+//! [`Ready`]: everything the core asks of its driver at one point in time.
+
+use serde::{Deserialize, Serialize};
+
+use super::entry::{Entry, HardState, Index, NodeId, Snapshot, Term};
+use super::message::Message;
+
+/// A node's role (the Raft paper's server states, plus pre-vote's PreCandidate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// Follows a leader (or waits for one).
+    Follower,
+    /// Asks peers whether an election could succeed, without bumping its term.
+    PreCandidate,
+    /// Has started an election in a new term.
+    Candidate,
+    /// Leads its term.
+    Leader,
+}
+
+/// Volatile state the driver may want to observe (not persisted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SoftState {
+    /// The leader this node knows of, if any.
+    pub leader: Option<NodeId>,
+    /// This node's role.
+    pub role: Role,
+}
+
+/// The answer to a `read_index` request: once the state machine has applied
+/// `index`, a read issued with `context` is linearizable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadState {
+    /// The commit index at the time leadership was confirmed.
+    pub index: Index,
+    /// The caller's request context, returned unchanged.
+    pub context: Vec<u8>,
+}
+
+/// Work for the driver. Obtain with `Raft::ready`, carry out the duties in the
+/// order below, then hand it back with `Raft::advance`.
+#[derive(Debug, Default)]
+#[must_use = "a Ready must be carried out and handed back with advance()"]
+pub struct Ready {
+    /// Changed role or leader; informational, nothing to persist.
+    pub soft_state: Option<SoftState>,
+    /// Duty 1: persist (fsync) before sending `messages`, if `Some`.
+    pub hard_state: Option<HardState>,
+    /// Duty 1: persist (fsync) a snapshot received from the leader, then
+    /// restore the state machine from it before applying any entry after it.
+    pub snapshot: Option<Snapshot>,
+    /// Duty 1: append to stable storage (fsync) before sending `messages`.
+    /// An entry at an index already stored replaces it and everything after.
+    pub entries: Vec<Entry>,
+    /// Duty 2: send to their `to` after duties 1 are durable. Delivery may
+    /// fail; Raft retries.
+    pub messages: Vec<Message>,
+    /// Duty 3: apply to the state machine, in order. They are committed and
+    /// already durable on a quorum.
+    pub committed_entries: Vec<Entry>,
+    /// Duty 4: answer each read once the applied index reaches its index.
+    pub read_states: Vec<ReadState>,
+    /// The term this Ready was produced in (for logs and assertions).
+    pub term: Term,
+}
+
+impl Ready {
+    /// True when the Ready asks nothing of the driver.
+    pub fn is_empty(&self) -> bool {
+        self.soft_state.is_none()
+            && self.hard_state.is_none()
+            && self.snapshot.is_none()
+            && self.entries.is_empty()
+            && self.messages.is_empty()
+            && self.committed_entries.is_empty()
+            && self.read_states.is_empty()
+    }
+
+    /// True when duty 1 needs a disk write (and so an fsync).
+    pub fn must_sync(&self) -> bool {
+        self.hard_state.is_some() || self.snapshot.is_some() || !self.entries.is_empty()
+    }
+}

@@ -1,0 +1,1 @@
+//! End-to-end test helpers: spawning real `cairn` processes and etcdctl.

@@ -2,8 +2,10 @@
 //! revisions, key history, compaction, transactions, leases and the event
 //! stream that watches are served from.
 
+pub mod command;
 pub mod error;
 pub mod request;
 
+pub use command::{Command, CommandResponse, Envelope, LeaseCheckpoint};
 pub use error::{GrpcCode, KvError};
 pub use request::*;

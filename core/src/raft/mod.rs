@@ -8,7 +8,10 @@ pub mod node;
 pub mod ready;
 
 pub use config::Config;
-pub use entry::{ConfChange, ConfState, Entry, EntryKind, HardState, Index, NodeId, Snapshot, SnapshotMetadata, Term};
+pub use entry::{
+    ConfChange, ConfState, Entry, EntryKind, HardState, Index, NodeId, Snapshot, SnapshotMetadata,
+    Term,
+};
 pub use message::{Message, MessageBody};
 pub use node::{PersistedState, ProposeError, Raft, Start, Status};
 pub use ready::{ReadState, Ready, Role, SoftState};

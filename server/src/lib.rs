@@ -1,1 +1,11 @@
-//! cairn-server: the node driver around cairn-core, its storage, peer transport and client API.
+//! cairn-server: the production runtime around `cairn-core`.
+//!
+//! - [`node`]: the node driver, the only caller of `Raft::ready`/`advance`.
+//! - [`storage`]: the write-ahead log and snapshot files, behind a disk seam.
+//! - [`transport`]: the peer-to-peer framed TCP protocol.
+//! - [`api`]: etcd's v3 gRPC services and the HTTP endpoints.
+
+pub mod api;
+pub mod node;
+pub mod storage;
+pub mod transport;

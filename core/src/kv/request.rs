@@ -296,3 +296,46 @@ pub enum WatchFilter {
     /// Drop delete events.
     NoDelete,
 }
+
+/// WatchCreateRequest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchCreateRequest {
+    /// First key watched (or the only key).
+    pub key: Vec<u8>,
+    /// End of the range, exclusive; `\0` for "every key >= key".
+    pub range_end: Vec<u8>,
+    /// First revision to deliver; 0 for "from now".
+    pub start_revision: Revision,
+    /// Send empty progress responses when idle.
+    pub progress_notify: bool,
+    /// Events to drop.
+    pub filters: Vec<WatchFilter>,
+    /// Attach the previous key-value to each event.
+    pub prev_kv: bool,
+    /// The client's chosen watch ID; 0 lets the server choose.
+    pub watch_id: i64,
+    /// Split large revisions into fragments.
+    pub fragment: bool,
+}
+
+/// WatchResponse (without header; `header_revision` is what the header
+/// revision must say).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchResponse {
+    /// The revision for the response header.
+    pub header_revision: Revision,
+    /// The watch this response is for (-1 for a stream-wide progress answer).
+    pub watch_id: i64,
+    /// Answers a create request.
+    pub created: bool,
+    /// The watch is cancelled; no more responses follow for it.
+    pub canceled: bool,
+    /// Set when cancelled because its start revision was compacted.
+    pub compact_revision: Revision,
+    /// Why it was cancelled.
+    pub cancel_reason: String,
+    /// More fragments of the same revision follow.
+    pub fragment: bool,
+    /// The events, ordered by revision; all events of one revision together.
+    pub events: Vec<Event>,
+}

@@ -1,0 +1,1 @@
+//! etcd v3 gRPC services (KV, Watch, Lease, Cluster, Maintenance, Lock, Election) and HTTP /health, /metrics.

@@ -1,0 +1,1 @@
+//! Peer-to-peer transport: framed bincode over TCP with a cluster handshake.

@@ -5,7 +5,11 @@
 pub mod command;
 pub mod error;
 pub mod request;
+pub mod store;
+pub mod watch;
 
 pub use command::{Command, CommandResponse, Envelope, LeaseCheckpoint};
 pub use error::{GrpcCode, KvError};
 pub use request::*;
+pub use store::{Applied, KvConfig, KvStore};
+pub use watch::{StreamId, WatchHub};

@@ -34,6 +34,7 @@ impl Raft {
                 self.become_follower(self.term, None);
                 return;
             }
+            self.prune_removed_members(true);
             if let Some(transferee) = self.lead_transferee.take() {
                 info!(id = %self.id, transferee = %transferee, "leader transfer timed out");
             }

@@ -413,6 +413,8 @@ impl Raft {
             },
             data,
         });
+        // The configuration is unchanged; its entry may now lie inside the snapshot.
+        self.conf_index = self.conf_index.max(index);
         self.check_invariants();
     }
 
@@ -658,11 +660,11 @@ impl Raft {
                 ConfChange::decode(&data).map_err(|error| ProposeError::ConfChangeRefused {
                     reason: format!("does not decode: {error}"),
                 })?;
+            membership::validate(&self.conf_state, &change)
+                .map_err(|reason| ProposeError::ConfChangeRefused { reason })?;
             if self.pending_conf_index > self.log.committed() {
                 return Err(ProposeError::ConfChangePending);
             }
-            membership::validate(&self.conf_state, &change)
-                .map_err(|reason| ProposeError::ConfChangeRefused { reason })?;
         }
         let entry = Entry {
             term: self.term,

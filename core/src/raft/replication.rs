@@ -226,22 +226,66 @@ impl Raft {
                 self.read_only.add(context, requester, committed);
             }
         }
-        if committed >= self.conf_index {
-            // The latest configuration is committed: forget removed members.
-            let conf_state = &self.conf_state;
-            self.progress
-                .retain(|id, _| conf_state.voters.contains(id) || conf_state.learners.contains(id));
-            if !self.conf_state.voters.contains(&self.id) {
-                info!(
-                    id = %self.id,
-                    term = self.term.0,
-                    commit = committed.0,
-                    "removed from the configuration: stepping down"
-                );
-                self.broadcast_pending = false;
-                self.broadcast_append();
-                self.become_follower(self.term, None);
+        self.prune_removed_members(false);
+        if committed >= self.conf_index && !self.conf_state.voters.contains(&self.id) {
+            // Removed, and the removal is committed: tell the followers the
+            // commit index, hand leadership to the most up-to-date voter
+            // (no waiting for an election timeout), and step down for good.
+            info!(
+                id = %self.id,
+                term = self.term.0,
+                commit = committed.0,
+                "removed from the configuration: stepping down"
+            );
+            self.broadcast_pending = false;
+            self.broadcast_append();
+            let last_index = self.log.last_index();
+            let successor = self
+                .conf_state
+                .voters
+                .iter()
+                .filter_map(|id| self.progress.get(id).map(|p| (p.match_index, *id)))
+                .filter(|(match_index, _)| *match_index == last_index)
+                .max()
+                .map(|(_, id)| id);
+            if let Some(successor) = successor {
+                self.send(successor, MessageBody::TimeoutNow);
             }
+            self.become_follower(self.term, None);
+        }
+    }
+
+    /// Forgets members whose removal is committed. Each is first told the
+    /// commit index, so that its driver applies the entry that removed it
+    /// and can shut down; one that has not yet acknowledged that entry is
+    /// kept (and replicated to) until it does, or until `force` (once per
+    /// election timeout).
+    pub(crate) fn prune_removed_members(&mut self, force: bool) {
+        let committed = self.log.committed();
+        if committed < self.conf_index {
+            return;
+        }
+        let conf_index = self.conf_index;
+        let removed: Vec<(NodeId, Index)> = self
+            .progress
+            .iter()
+            .filter(|(id, _)| {
+                !self.conf_state.voters.contains(id) && !self.conf_state.learners.contains(id)
+            })
+            .filter(|(_, progress)| force || progress.match_index >= conf_index)
+            .map(|(&id, progress)| (id, progress.match_index))
+            .collect();
+        for (id, match_index) in removed {
+            debug!(id = %self.id, removed = %id, "forgetting removed member");
+            let commit = committed.min(match_index);
+            self.send(
+                id,
+                MessageBody::Heartbeat {
+                    commit,
+                    context: Vec::new(),
+                },
+            );
+            self.progress.remove(&id);
         }
     }
 
@@ -300,6 +344,7 @@ impl Raft {
             _ => {}
         }
         let caught_up = progress.match_index == last_index;
+        self.prune_removed_members(false);
         if self.maybe_commit() {
             if self.role != Role::Leader {
                 return;

@@ -11,7 +11,7 @@ use std::fmt::Write;
 
 use cairn_core::raft::{
     ConfChange, Config, Entry, EntryKind, Index, Message, MessageBody, NodeId, PersistedState,
-    Raft, Ready, Role, Snapshot, Start, Term,
+    Raft, ReadState, Ready, Role, Snapshot, Start, Term,
 };
 
 /// One node: the core, what its driver persisted, and its state machine.
@@ -25,6 +25,10 @@ pub struct TestNode {
     pub applied: Index,
     /// Every entry applied since the node was created, for state-machine safety.
     pub applied_log: BTreeMap<Index, Entry>,
+    /// Read states waiting for the applied index to reach them.
+    pub pending_reads: Vec<ReadState>,
+    /// Read states answered (applied index reached).
+    pub answered_reads: Vec<ReadState>,
 }
 
 impl TestNode {
@@ -37,6 +41,8 @@ impl TestNode {
             state: Vec::new(),
             applied: Index(0),
             applied_log: BTreeMap::new(),
+            pending_reads: Vec::new(),
+            answered_reads: Vec::new(),
         }
     }
 
@@ -109,16 +115,15 @@ impl TestNode {
             }
             self.applied_log.insert(entry.index, entry.clone());
         }
-        // Duty 4: reads are answered once applied reaches them; the test
-        // checks the index is committed.
-        for read in &ready.read_states {
-            assert!(
-                read.index <= self.raft.commit_index(),
-                "read state {} beyond commit {}",
-                read.index,
-                self.raft.commit_index()
-            );
-        }
+        // Duty 4: a read is answered once the applied index reaches it.
+        self.pending_reads.extend(ready.read_states.iter().cloned());
+        let applied = self.applied;
+        let (answered, waiting): (Vec<ReadState>, Vec<ReadState>) =
+            std::mem::take(&mut self.pending_reads)
+                .into_iter()
+                .partition(|r| r.index <= applied);
+        self.answered_reads.extend(answered);
+        self.pending_reads = waiting;
         self.raft.advance(ready);
         Some(lines)
     }
@@ -463,6 +468,25 @@ impl SafetyChecker {
                     "node {} applied a different entry at {}",
                     raft.id().0,
                     index.0
+                );
+            }
+        }
+        // A read index is a commit index some leader confirmed: it can be
+        // no higher than the highest index ever seen committed.
+        let highest_committed = self
+            .committed
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(Index(0));
+        for node in nodes.values() {
+            for read in node.pending_reads.iter().chain(&node.answered_reads) {
+                assert!(
+                    read.index <= highest_committed,
+                    "node {} read at {} beyond anything committed ({})",
+                    node.raft.id().0,
+                    read.index.0,
+                    highest_committed.0
                 );
             }
         }

@@ -12,10 +12,12 @@ mod raft_support;
 
 use std::collections::BTreeMap;
 
-use cairn_core::raft::{Config, Index, Message, NodeId, Role, Start, Term};
+use cairn_core::raft::{ConfChange, Config, Index, Message, NodeId, Role, Start, Term};
 use proptest::prelude::*;
 use raft_support::{SafetyChecker, TestNode};
 
+/// Ids beyond the founders that membership changes may add.
+const SPARE_NODES: usize = 2;
 /// Steps in one random schedule, at most.
 const SCHEDULE_STEPS_MAX: usize = 600;
 /// Messages in flight are capped so a schedule stays cheap; the oldest
@@ -45,6 +47,8 @@ enum Action {
     Compact(usize),
     Transfer(usize, usize),
     ReadIndex(usize),
+    /// Node, change kind, target (a member or one of the spare ids).
+    ConfChange(usize, u8, usize),
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -64,12 +68,18 @@ fn action() -> impl Strategy<Value = Action> {
         1 => any::<usize>().prop_map(Action::Compact),
         1 => (any::<usize>(), any::<usize>()).prop_map(|(n, t)| Action::Transfer(n, t)),
         1 => any::<usize>().prop_map(Action::ReadIndex),
+        1 => (any::<usize>(), 0u8..4, any::<usize>())
+            .prop_map(|(n, kind, target)| Action::ConfChange(n, kind, target)),
     ]
 }
 
 struct Cluster {
     nodes: BTreeMap<NodeId, TestNode>,
+    /// Every node that exists, founders first, then joiners as they are added.
     ids: Vec<NodeId>,
+    /// Founders plus the spare ids that membership changes may add.
+    candidates: Vec<NodeId>,
+    config_template: Config,
     network: Vec<Message>,
     checker: SafetyChecker,
     /// The highest term each node has persisted: it must never go down.
@@ -82,17 +92,22 @@ struct Cluster {
 impl Cluster {
     fn new(size: usize, seed: u64, pre_vote: bool, check_quorum: bool) -> Cluster {
         let ids: Vec<NodeId> = (1..=size as u64).map(NodeId).collect();
+        let candidates: Vec<NodeId> = (1..=(size + SPARE_NODES) as u64).map(NodeId).collect();
         let voters = ids.iter().copied().collect();
         let mut nodes = BTreeMap::new();
+        let mut config_template = Config::new(NodeId(1), seed);
+        config_template.election_timeout_ticks = 8;
+        config_template.heartbeat_interval_ticks = 1;
+        config_template.pre_vote = pre_vote;
+        config_template.check_quorum = check_quorum;
+        config_template.inflight_messages_max = 4;
+        config_template.message_bytes_max = 8;
+        config_template.snapshot_chunk_bytes_max = 16;
         for id in &ids {
-            let mut config = Config::new(*id, seed);
-            config.election_timeout_ticks = 8;
-            config.heartbeat_interval_ticks = 1;
-            config.pre_vote = pre_vote;
-            config.check_quorum = check_quorum;
-            config.inflight_messages_max = 4;
-            config.message_bytes_max = 8;
-            config.snapshot_chunk_bytes_max = 16;
+            let config = Config {
+                id: *id,
+                ..config_template.clone()
+            };
             let mut node = TestNode::new(
                 config,
                 Start::New {
@@ -107,6 +122,8 @@ impl Cluster {
         Cluster {
             nodes,
             ids,
+            candidates,
+            config_template,
             network: Vec::new(),
             checker: SafetyChecker::default(),
             terms: BTreeMap::new(),
@@ -217,6 +234,33 @@ impl Cluster {
                 let (id, to) = (self.pick(n), self.pick(t));
                 self.node(id).raft.transfer_leader(to);
             }
+            Action::ConfChange(n, kind, target) => {
+                let id = self.pick(n);
+                let target = self.candidates[target % self.candidates.len()];
+                let change = match kind {
+                    0 => ConfChange::AddVoter {
+                        id: target,
+                        context: Vec::new(),
+                    },
+                    1 => ConfChange::AddLearner {
+                        id: target,
+                        context: Vec::new(),
+                    },
+                    2 => ConfChange::PromoteLearner { id: target },
+                    _ => ConfChange::RemoveNode { id: target },
+                };
+                if !self.nodes.contains_key(&target) {
+                    // The new member's process starts empty and waits for the leader.
+                    let config = Config {
+                        id: target,
+                        ..self.config_template.clone()
+                    };
+                    self.nodes
+                        .insert(target, TestNode::new(config, Start::Join));
+                    self.ids.push(target);
+                }
+                let _ = self.node(id).raft.propose_conf_change(change);
+            }
             Action::ReadIndex(n) => {
                 let id = self.pick(n);
                 let _ = self.node(id).raft.read_index(b"read".to_vec());
@@ -278,10 +322,27 @@ impl Cluster {
                     proposed_by = Some(leader);
                 }
             }
-            let committed_everywhere = self
-                .nodes
-                .values()
-                .all(|node| node.applied_log.values().any(|entry| entry.data == marker));
+            // Every member of the leader's configuration must apply it;
+            // removed nodes and never-added joiners are not required to.
+            let members: Vec<NodeId> = match leader {
+                Some(leader) => {
+                    let conf_state = self.nodes[&leader].raft.conf_state();
+                    conf_state
+                        .voters
+                        .iter()
+                        .chain(&conf_state.learners)
+                        .copied()
+                        .collect()
+                }
+                None => Vec::new(),
+            };
+            let committed_everywhere = !members.is_empty()
+                && members.iter().all(|id| {
+                    self.nodes[id]
+                        .applied_log
+                        .values()
+                        .any(|entry| entry.data == marker)
+                });
             if committed_everywhere {
                 return Ok(());
             }

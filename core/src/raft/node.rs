@@ -245,15 +245,14 @@ impl Raft {
                 HardState::default(),
                 false,
             ),
-            Start::Restart(persisted) => (
-                RaftLog::new(
-                    persisted.snapshot,
-                    persisted.entries,
-                    persisted.hard_state.commit,
-                ),
-                persisted.hard_state,
-                false,
-            ),
+            Start::Restart(persisted) => {
+                // Entries the snapshot already covers may linger in storage.
+                let base = persisted.snapshot.as_ref().map_or(Index(0), |s| s.metadata.index);
+                let entries: Vec<Entry> =
+                    persisted.entries.into_iter().filter(|e| e.index > base).collect();
+                let log = RaftLog::new(persisted.snapshot, entries, persisted.hard_state.commit);
+                (log, persisted.hard_state, false)
+            }
         };
         let mut log = log;
         if bootstrap {
@@ -674,6 +673,11 @@ impl Raft {
         };
         let index = entry.index;
         self.append_to_log(&[entry]);
+        if self.role != Role::Leader {
+            // The new configuration made an earlier removal of this node
+            // commit, and it stepped down; the entry stays in its log.
+            return Ok(());
+        }
         if kind == EntryKind::ConfChange {
             self.pending_conf_index = index;
         }

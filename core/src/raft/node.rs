@@ -247,9 +247,15 @@ impl Raft {
             ),
             Start::Restart(persisted) => {
                 // Entries the snapshot already covers may linger in storage.
-                let base = persisted.snapshot.as_ref().map_or(Index(0), |s| s.metadata.index);
-                let entries: Vec<Entry> =
-                    persisted.entries.into_iter().filter(|e| e.index > base).collect();
+                let base = persisted
+                    .snapshot
+                    .as_ref()
+                    .map_or(Index(0), |s| s.metadata.index);
+                let entries: Vec<Entry> = persisted
+                    .entries
+                    .into_iter()
+                    .filter(|e| e.index > base)
+                    .collect();
                 let log = RaftLog::new(persisted.snapshot, entries, persisted.hard_state.commit);
                 (log, persisted.hard_state, false)
             }

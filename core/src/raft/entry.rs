@@ -173,3 +173,12 @@ pub struct Snapshot {
     /// The application's serialized state; opaque to Raft.
     pub data: Vec<u8>,
 }
+
+impl Snapshot {
+    /// True for the bootstrap snapshot at index 0: it carries only the
+    /// founding configuration, and its (empty) data stands for an empty
+    /// state machine.
+    pub fn is_bootstrap(&self) -> bool {
+        self.metadata.index == Index(0)
+    }
+}

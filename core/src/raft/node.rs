@@ -44,7 +44,10 @@ pub enum Start {
     /// A member added to a running cluster: it waits, as a follower with an
     /// empty log, for the leader to contact it.
     Join,
-    /// A restart from what an earlier run persisted.
+    /// A restart from what an earlier run persisted. A node that never
+    /// persisted anything (it crashed before its first Ready) should start
+    /// with `New` or `Join` again instead: without the bootstrap snapshot it
+    /// has no configuration and waits, like a joiner, for a leader.
     Restart(PersistedState),
 }
 

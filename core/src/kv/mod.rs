@@ -4,8 +4,12 @@
 
 pub mod command;
 pub mod error;
+pub mod lease;
+pub mod mvcc;
+pub mod range;
 pub mod request;
 pub mod store;
+pub mod txn;
 pub mod watch;
 
 pub use command::{Command, CommandResponse, Envelope, LeaseCheckpoint};

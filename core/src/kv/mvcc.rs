@@ -272,6 +272,14 @@ impl Mvcc {
         let log_base = compact_revision.max(INITIAL_REVISION);
         let log_len = usize::try_from(revision - log_base)
             .map_err(|_| format!("revision {revision} below log base {log_base}"))?;
+        // Every logged revision holds a change, so a longer log is corrupt
+        // (and must be refused before allocating it).
+        let change_count: usize = keys.values().map(|history| history.changes.len()).sum();
+        if log_len > change_count {
+            return Err(format!(
+                "{log_len} revisions above {log_base} for {change_count} changes"
+            ));
+        }
         let mut by_revision: BTreeMap<(Revision, u32), Vec<u8>> = BTreeMap::new();
         let mut size_bytes = 0;
         for (key, history) in &keys {
@@ -293,9 +301,17 @@ impl Mvcc {
                     ));
                 }
                 size_bytes += change_bytes(key.len(), change);
-                if change.revision > log_base {
-                    by_revision.insert(change.position(), key.clone());
+                if change.revision > log_base
+                    && by_revision.insert(change.position(), key.clone()).is_some()
+                {
+                    return Err(format!("two changes at {:?}", change.position()));
                 }
+            }
+            let below = history
+                .changes
+                .partition_point(|c| c.revision <= compact_revision);
+            if below > 1 || (below == 1 && history.changes[0].is_tombstone()) {
+                return Err(format!("key {key:?} keeps compacted history"));
             }
         }
         let mut log: VecDeque<Vec<Vec<u8>>> = (0..log_len).map(|_| Vec::new()).collect();

@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 
+use bincode::Options;
 use serde::{Deserialize, Serialize};
 
 use super::command::{Command, CommandResponse, LeaseCheckpoint};
@@ -303,8 +304,15 @@ impl KvStore {
     /// snapshot is an error naming the problem. The store is not promoted.
     pub fn restore(config: KvConfig, data: &[u8]) -> Result<KvStore, KvError> {
         let corrupt = |reason: String| KvError::Corrupt { reason };
-        let snapshot: SnapshotOwned =
-            bincode::deserialize(data).map_err(|error| corrupt(format!("decoding: {error}")))?;
+        // The same fixed-width encoding as `bincode::serialize`, but no length
+        // prefix may claim more bytes than the snapshot holds, so a damaged
+        // length cannot make the decoder allocate without bound.
+        let options = bincode::DefaultOptions::new()
+            .with_fixint_encoding()
+            .with_limit(data.len() as u64);
+        let snapshot: SnapshotOwned = options
+            .deserialize(data)
+            .map_err(|error| corrupt(format!("decoding: {error}")))?;
         if snapshot.format != SNAPSHOT_FORMAT {
             return Err(corrupt(format!(
                 "snapshot format {} unknown",

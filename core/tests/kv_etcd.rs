@@ -456,7 +456,17 @@ fn txn_duplicate_keys_and_op_limits_follow_etcd() {
     let mut too_many = ops.clone();
     too_many.push(put_op("k-extra", "v"));
     assert_eq!(check(txn(too_many, vec![])), Err(KvError::TooManyOps));
-    assert_eq!(check(txn(vec![child(ops.clone(), vec![])], vec![])), Ok(()));
+    // A nested txn gets the budget its parents leave (etcd: maxTxnOps - opc).
+    let mut fits: Vec<RequestOp> = ops[..127].to_vec();
+    assert_eq!(
+        check(txn(vec![child(fits.clone(), vec![])], vec![])),
+        Ok(())
+    );
+    fits.push(put_op("k-extra", "v"));
+    assert_eq!(
+        check(txn(vec![child(fits, vec![])], vec![])),
+        Err(KvError::TooManyOps)
+    );
     let empty_compare = TxnRequest {
         compare: vec![Compare {
             result: CompareResult::Equal,

@@ -118,7 +118,7 @@ pub enum KvError {
 // | LeaseNotFound      | NotFound           | etcdserver: requested lease not found                  |
 // | LeaseExists        | FailedPrecondition | etcdserver: lease already exists                       |
 // | LeaseTtlTooLarge   | OutOfRange         | etcdserver: too large lease TTL                        |
-// | NotLeader          | Unavailable        | etcdserver: not leader                                 |
+// | NotLeader          | FailedPrecondition | etcdserver: not leader                                 |
 // | Corrupt            | DataLoss           | etcdserver: corrupt cluster                            |
 // | WatchRangeEmpty    | (in-stream)        | mvcc: watcher range is empty                           |
 // | WatchDuplicateId   | (in-stream)        | mvcc: duplicate watch ID provided on the WatchStream   |
@@ -141,7 +141,7 @@ impl KvError {
             KvError::LeaseNotFound => GrpcCode::NotFound,
             KvError::LeaseExists => GrpcCode::FailedPrecondition,
             KvError::LeaseTtlTooLarge => GrpcCode::OutOfRange,
-            KvError::NotLeader => GrpcCode::Unavailable,
+            KvError::NotLeader => GrpcCode::FailedPrecondition,
             KvError::Corrupt { .. } => GrpcCode::DataLoss,
             KvError::WatchRangeEmpty | KvError::WatchDuplicateId { .. } => {
                 GrpcCode::InvalidArgument

@@ -3,10 +3,10 @@
 //!
 //! The rules are etcd's, in etcd's order:
 //! - Request checks (etcd's `v3rpc/key.go`): empty keys, `ignore_value`
-//!   with a value, `ignore_lease` with a lease, and per txn level at most
-//!   `txn_ops_max` of each of compares, success ops and failure ops (etcd
-//!   counts `max(len(compare), len(success), len(failure))` per level, so
-//!   nested ops do not add up). Then the duplicate-key rule
+//!   with a value, `ignore_lease` with a lease, and at most `txn_ops_max`
+//!   ops: etcd counts `max(len(compare), len(success), len(failure))` at a
+//!   level, and a nested txn may use only what its enclosing levels leave
+//!   (`txn_ops_max - count` of the parent). Then the duplicate-key rule
 //!   (`checkIntervals`): a key put twice on one branch, or put and deleted
 //!   on one branch, is a duplicate; then/else branches of a nested txn
 //!   exclude each other; two deletes may overlap. As in etcd, a from-key
@@ -87,7 +87,8 @@ fn check_txn_fields(request: &TxnRequest, txn_ops_max: usize) -> Result<(), KvEr
             RequestOp::Range(range) => check_range(range)?,
             RequestOp::Put(put) => check_put(put)?,
             RequestOp::DeleteRange(delete) => check_delete(delete)?,
-            RequestOp::Txn(txn) => check_txn_fields(txn, txn_ops_max)?,
+            // A nested txn gets what this level leaves of the budget.
+            RequestOp::Txn(txn) => check_txn_fields(txn, txn_ops_max - ops)?,
         }
     }
     Ok(())

@@ -22,7 +22,7 @@
 //! Responses are queued per stream in the order they must be sent; control
 //! responses (created, canceled, progress) are never dropped.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::error::KvError;
 use super::mvcc::KeyRange;
@@ -72,7 +72,10 @@ struct Watch {
     prev_kv: bool,
     progress_notify: bool,
     fragment: bool,
-    // The first revision not yet delivered (etcd's minRev).
+    // Unsynced: the first revision not yet delivered (etcd's minRev).
+    // Synced: the first revision it may be delivered; it has everything up
+    // to the hub's dispatched revision, so its position is
+    // max(next_revision, dispatched_revision + 1).
     next_revision: Revision,
     synced: bool,
     // Events were sent since the last periodic progress notification.
@@ -80,6 +83,15 @@ struct Watch {
 }
 
 impl Watch {
+    /// The first revision this watch has not been sent.
+    fn position(&self, dispatched: Revision) -> Revision {
+        if self.synced {
+            self.next_revision.max(dispatched + 1)
+        } else {
+            self.next_revision
+        }
+    }
+
     fn wants_key(&self, key: &[u8]) -> bool {
         self.range.contains(key)
     }
@@ -146,11 +158,11 @@ impl Stream {
 
     /// The revision through which every watch of the stream has been sent
     /// all its events.
-    fn progress_revision(&self, current: Revision) -> Revision {
+    fn progress_revision(&self, current: Revision, dispatched: Revision) -> Revision {
         let delivered = self
             .watches
             .values()
-            .map(|watch| watch.next_revision - 1)
+            .map(|watch| watch.position(dispatched) - 1)
             .min();
         delivered.map_or(current, |delivered| delivered.min(current))
     }
@@ -209,6 +221,12 @@ fn fragments(
 pub struct WatchHub {
     config: WatchConfig,
     streams: BTreeMap<StreamId, Stream>,
+    // Every revision up to this one has been dispatched to synced watches.
+    dispatched_revision: Revision,
+    // Watches by interest, so a revision visits only the watches it concerns:
+    // single-key watches by key, all others in `ranged`.
+    single_key: BTreeMap<Vec<u8>, BTreeSet<(StreamId, i64)>>,
+    ranged: BTreeSet<(StreamId, i64)>,
     // The store revision last seen, for responses issued without a store.
     revision: Revision,
     // Streams after this one are drained first by the next poll (fairness).
@@ -227,8 +245,41 @@ impl WatchHub {
         WatchHub {
             config,
             streams: BTreeMap::new(),
+            dispatched_revision: 0,
+            single_key: BTreeMap::new(),
+            ranged: BTreeSet::new(),
             revision: 0,
             poll_after: None,
+        }
+    }
+
+    fn index_insert(&mut self, stream: StreamId, id: i64, range: &KeyRange) {
+        match range {
+            KeyRange::Single(key) => {
+                self.single_key
+                    .entry(key.clone())
+                    .or_default()
+                    .insert((stream, id));
+            }
+            KeyRange::Bounded(..) | KeyRange::From(_) => {
+                self.ranged.insert((stream, id));
+            }
+        }
+    }
+
+    fn index_remove(&mut self, stream: StreamId, id: i64, range: &KeyRange) {
+        match range {
+            KeyRange::Single(key) => {
+                if let Some(watchers) = self.single_key.get_mut(key) {
+                    watchers.remove(&(stream, id));
+                    if watchers.is_empty() {
+                        self.single_key.remove(key);
+                    }
+                }
+            }
+            KeyRange::Bounded(..) | KeyRange::From(_) => {
+                self.ranged.remove(&(stream, id));
+            }
         }
     }
 
@@ -248,6 +299,10 @@ impl WatchHub {
     ) -> Result<i64, KvError> {
         let current = store.revision();
         self.revision = current;
+        if self.watch_count() == 0 {
+            // Nothing was waiting for earlier revisions.
+            self.dispatched_revision = self.dispatched_revision.max(current);
+        }
         let entry = self.streams.entry(stream).or_default();
         let key = if request.key.is_empty() {
             vec![0]
@@ -295,7 +350,7 @@ impl WatchHub {
         };
         let watch = Watch {
             id,
-            range,
+            range: range.clone(),
             no_put: request.filters.contains(&WatchFilter::NoPut),
             no_delete: request.filters.contains(&WatchFilter::NoDelete),
             prev_kv: request.prev_kv,
@@ -312,6 +367,7 @@ impl WatchHub {
             created: true,
             ..WatchResponse::default()
         });
+        self.index_insert(stream, id, &range);
         tracing::debug!(stream, watch_id = id, start, synced, "watch created");
         Ok(id)
     }
@@ -322,9 +378,9 @@ impl WatchHub {
         let Some(entry) = self.streams.get_mut(&stream) else {
             return;
         };
-        if entry.watches.remove(&watch_id).is_none() {
+        let Some(watch) = entry.watches.remove(&watch_id) else {
             return;
-        }
+        };
         let before = entry.queue.len();
         entry
             .queue
@@ -336,12 +392,17 @@ impl WatchHub {
             canceled: true,
             ..WatchResponse::default()
         });
+        self.index_remove(stream, watch_id, &watch.range);
         tracing::debug!(stream, watch_id, "watch canceled");
     }
 
     /// Drops every watch of a closed stream.
     pub fn close_stream(&mut self, stream: StreamId) {
-        self.streams.remove(&stream);
+        if let Some(entry) = self.streams.remove(&stream) {
+            for (id, watch) in entry.watches {
+                self.index_remove(stream, id, &watch.range);
+            }
+        }
     }
 
     /// Queues a progress answer (watch_id -1) for a stream: at once when
@@ -350,15 +411,16 @@ impl WatchHub {
     /// every event.
     pub fn request_progress(&mut self, store: &KvStore, stream: StreamId) {
         self.revision = store.revision();
+        let dispatched = self.dispatched_revision;
         let entry = self.streams.entry(stream).or_default();
         entry.progress_requested = true;
-        Self::answer_progress(entry, store.revision());
+        Self::answer_progress(entry, store.revision(), dispatched);
     }
 
-    fn answer_progress(entry: &mut Stream, current: Revision) {
+    fn answer_progress(entry: &mut Stream, current: Revision, dispatched: Revision) {
         if entry.progress_requested && entry.all_synced() {
             entry.progress_requested = false;
-            let header_revision = entry.progress_revision(current);
+            let header_revision = entry.progress_revision(current, dispatched);
             entry.push_control(WatchResponse {
                 header_revision,
                 watch_id: PROGRESS_WATCH_ID,
@@ -373,6 +435,7 @@ impl WatchHub {
     pub fn progress_notify_all(&mut self, store: &KvStore) {
         let current = store.revision();
         self.revision = current;
+        let dispatched = self.dispatched_revision;
         for entry in self.streams.values_mut() {
             let mut notified = Vec::new();
             for watch in entry.watches.values_mut() {
@@ -381,7 +444,7 @@ impl WatchHub {
                 }
                 if watch.synced && !watch.sent_since_progress {
                     notified.push(WatchResponse {
-                        header_revision: (watch.next_revision - 1).min(current),
+                        header_revision: (watch.position(dispatched) - 1).min(current),
                         watch_id: watch.id,
                         ..WatchResponse::default()
                     });
@@ -398,8 +461,9 @@ impl WatchHub {
 
     /// Feeds the events of newly applied revisions (normally one revision
     /// per call, as [`super::store::Applied::events`]). Synced watches get
-    /// one response per revision; a synced watch that missed a revision or
-    /// whose stream is full turns unsynced and catches up in `poll`.
+    /// one response per revision. Revisions already fed are ignored; if
+    /// revisions were skipped, every synced watch catches up from history
+    /// instead; a synced watch whose stream is full does too.
     pub fn on_applied(&mut self, store: &KvStore, events: &[Event]) {
         self.revision = store.revision();
         let mut rest = events;
@@ -412,43 +476,59 @@ impl WatchHub {
         }
     }
 
-    fn dispatch(&mut self, revision: Revision, events: &[Event]) {
+    /// Turns every synced watch unsynced at its position.
+    fn desync_all(&mut self) {
+        let dispatched = self.dispatched_revision;
         for entry in self.streams.values_mut() {
-            let Stream { watches, .. } = entry;
-            let mut deliveries: Vec<(i64, Vec<Event>)> = Vec::new();
-            for watch in watches.values_mut() {
-                if !watch.synced || watch.next_revision > revision {
-                    continue;
-                }
-                if watch.next_revision < revision {
-                    tracing::debug!(watch_id = watch.id, revision, "watch missed a revision");
+            for watch in entry.watches.values_mut() {
+                if watch.synced {
+                    watch.next_revision = watch.position(dispatched);
                     watch.synced = false;
-                    continue;
-                }
-                let delivered: Vec<Event> =
-                    events.iter().filter_map(|e| watch.deliver(e)).collect();
-                if !delivered.is_empty() {
-                    deliveries.push((watch.id, delivered));
-                } else {
-                    watch.next_revision = revision + 1;
                 }
             }
-            for (id, delivered) in deliveries {
-                let room = entry.has_room(&self.config);
-                let watch = entry
-                    .watches
-                    .get_mut(&id)
-                    .expect("watch being delivered to");
-                if !room {
-                    tracing::debug!(watch_id = id, revision, "stream full; watch unsynced");
-                    watch.synced = false;
-                    continue;
-                }
-                watch.next_revision = revision + 1;
-                watch.sent_since_progress = true;
-                let watch = watch.clone();
-                entry.push_events(&self.config, &watch, revision, delivered);
+        }
+    }
+
+    fn dispatch(&mut self, revision: Revision, events: &[Event]) {
+        if revision <= self.dispatched_revision {
+            return;
+        }
+        if revision > self.dispatched_revision + 1 {
+            tracing::debug!(
+                revision,
+                dispatched = self.dispatched_revision,
+                "revisions skipped; synced watches catch up"
+            );
+            self.desync_all();
+        }
+        self.dispatched_revision = revision;
+        let mut candidates: BTreeSet<(StreamId, i64)> = self.ranged.clone();
+        for event in events {
+            if let Some(watchers) = self.single_key.get(&event.kv.key) {
+                candidates.extend(watchers.iter().copied());
             }
+        }
+        for (stream, id) in candidates {
+            let entry = self.streams.get_mut(&stream).expect("indexed stream");
+            let room = entry.has_room(&self.config);
+            let watch = entry.watches.get_mut(&id).expect("indexed watch");
+            if !watch.synced || watch.next_revision > revision {
+                continue;
+            }
+            let delivered: Vec<Event> = events.iter().filter_map(|e| watch.deliver(e)).collect();
+            if delivered.is_empty() {
+                continue;
+            }
+            if !room {
+                tracing::debug!(watch_id = id, revision, "stream full; watch unsynced");
+                watch.synced = false;
+                watch.next_revision = revision;
+                continue;
+            }
+            watch.next_revision = revision + 1;
+            watch.sent_since_progress = true;
+            let watch = watch.clone();
+            entry.push_events(&self.config, &watch, revision, delivered);
         }
     }
 
@@ -465,18 +545,14 @@ impl WatchHub {
         for stream in &stream_ids {
             self.catch_up(store, *stream);
         }
-        let mut responses = Vec::new();
+        let after = self.poll_after;
         let mut order: Vec<StreamId> = stream_ids
             .iter()
             .copied()
-            .filter(|s| Some(*s) > self.poll_after)
+            .filter(|s| Some(*s) > after)
             .collect();
-        order.extend(
-            stream_ids
-                .iter()
-                .copied()
-                .filter(|s| Some(*s) <= self.poll_after),
-        );
+        order.extend(stream_ids.iter().copied().filter(|s| Some(*s) <= after));
+        let mut responses = Vec::new();
         while responses.len() < responses_max {
             let mut progressed = false;
             for stream in &order {
@@ -525,6 +601,7 @@ impl WatchHub {
     fn catch_up(&mut self, store: &KvStore, stream: StreamId) {
         let current = store.revision();
         let compact_revision = store.compact_revision();
+        let dispatched = self.dispatched_revision;
         let config = &self.config;
         let Some(entry) = self.streams.get_mut(&stream) else {
             return;
@@ -535,11 +612,12 @@ impl WatchHub {
             .filter(|watch| !watch.synced)
             .map(|watch| watch.id)
             .collect();
+        let mut compacted = Vec::new();
         for id in unsynced {
             let room = entry.has_room(config);
             let watch = entry.watches.get_mut(&id).expect("unsynced watch");
             if watch.next_revision < compact_revision {
-                entry.watches.remove(&id);
+                let watch = entry.watches.remove(&id).expect("unsynced watch");
                 // etcd sends this with revision 0 in the header.
                 entry.push_control(WatchResponse {
                     header_revision: 0,
@@ -549,6 +627,7 @@ impl WatchHub {
                     ..WatchResponse::default()
                 });
                 tracing::debug!(stream, watch_id = id, compact_revision, "watch compacted");
+                compacted.push((id, watch.range));
                 continue;
             }
             if watch.next_revision > current {
@@ -567,6 +646,8 @@ impl WatchHub {
                 |event| events.extend(watch.deliver(&event)),
             );
             visited.expect("catch-up range checked against the store");
+            // Once synced, revisions up to `to` that are dispatched later
+            // are skipped: next_revision is the watch's floor.
             watch.next_revision = to + 1;
             watch.synced = to == current;
             if !events.is_empty() {
@@ -575,20 +656,18 @@ impl WatchHub {
                 entry.push_events(config, &watch, current, events);
             }
         }
-        Self::answer_progress(entry, current);
+        Self::answer_progress(entry, current, dispatched);
+        for (id, range) in compacted {
+            self.index_remove(stream, id, &range);
+        }
     }
 
-    /// After the store was replaced (a snapshot was restored), watches that
-    /// wait for revisions the new store already holds catch up from it.
+    /// After the store was replaced (a snapshot was restored), every watch
+    /// catches up from the new store.
     pub fn on_store_reset(&mut self, store: &KvStore) {
         self.revision = store.revision();
-        for entry in self.streams.values_mut() {
-            for watch in entry.watches.values_mut() {
-                if watch.next_revision <= store.revision() {
-                    watch.synced = false;
-                }
-            }
-        }
+        self.desync_all();
+        self.dispatched_revision = store.revision();
     }
 
     /// Whether any response is queued.
@@ -608,6 +687,7 @@ impl WatchHub {
 
     /// O(n) consistency checks.
     pub fn check_invariants(&self) {
+        let mut indexed = 0;
         for (stream, entry) in &self.streams {
             let event_responses = entry.queue.iter().filter(|r| !r.events.is_empty()).count();
             assert_eq!(
@@ -620,7 +700,24 @@ impl WatchHub {
                     *id, watch.id,
                     "watch stored under the wrong ID in stream {stream}"
                 );
+                let found = match &watch.range {
+                    KeyRange::Single(key) => self
+                        .single_key
+                        .get(key)
+                        .is_some_and(|w| w.contains(&(*stream, *id))),
+                    KeyRange::Bounded(..) | KeyRange::From(_) => {
+                        self.ranged.contains(&(*stream, *id))
+                    }
+                };
+                assert!(found, "watch {stream}/{id} is not indexed");
+                indexed += 1;
             }
         }
+        let in_index: usize =
+            self.single_key.values().map(BTreeSet::len).sum::<usize>() + self.ranged.len();
+        assert_eq!(
+            in_index, indexed,
+            "index holds {in_index} watches, streams {indexed}"
+        );
     }
 }

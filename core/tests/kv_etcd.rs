@@ -599,3 +599,98 @@ fn lease_deadlines_are_leader_only_and_survive_leader_change_by_checkpoint() {
     assert!(follower.lease_expired(55_999).is_empty());
     assert_eq!(follower.lease_expired(56_000), vec![1]);
 }
+
+#[test]
+fn txn_checks_run_before_any_write() {
+    let mut store = KvStore::new(KvConfig::default());
+    apply_ok(&mut store, put("a", "1"));
+    let future_read = RequestOp::Range(RangeRequest {
+        key: "a".into(),
+        revision: 99,
+        ..RangeRequest::default()
+    });
+    let request = txn(vec![put_op("b", "1"), future_read.clone()], vec![]);
+    let applied = store.apply(&Command::Txn(request), 0);
+    assert_eq!(
+        applied.response,
+        Err(KvError::FutureRevision {
+            current_revision: 2
+        })
+    );
+    assert_eq!((applied.revision, applied.events.len()), (2, 0));
+    // Puts are checked before ranges: a missing key for ignore_value wins.
+    let ignore = RequestOp::Put(PutRequest {
+        key: "missing".into(),
+        ignore_value: true,
+        ..PutRequest::default()
+    });
+    let request = txn(vec![future_read, ignore], vec![]);
+    assert_eq!(
+        store.apply(&Command::Txn(request), 0).response,
+        Err(KvError::KeyNotFound)
+    );
+    let leased = RequestOp::Put(PutRequest {
+        key: "c".into(),
+        lease: 42,
+        ..PutRequest::default()
+    });
+    let request = txn(vec![put_op("b", "1"), leased], vec![]);
+    assert_eq!(
+        store.apply(&Command::Txn(request), 0).response,
+        Err(KvError::LeaseNotFound)
+    );
+    assert_eq!(store.revision(), 2);
+    // Only the chosen branch is checked.
+    let failing_compare = Compare {
+        result: CompareResult::Equal,
+        target: CompareTarget::Value("other".into()),
+        key: "a".into(),
+        range_end: vec![],
+    };
+    let leased = RequestOp::Put(PutRequest {
+        key: "c".into(),
+        lease: 42,
+        ..PutRequest::default()
+    });
+    let request = TxnRequest {
+        compare: vec![failing_compare],
+        success: vec![leased],
+        failure: vec![put_op("b", "2")],
+    };
+    let response = apply_ok(&mut store, Command::Txn(request));
+    assert!(matches!(
+        response,
+        CommandResponse::Txn(TxnResponse {
+            succeeded: false,
+            ..
+        })
+    ));
+    assert_eq!(store.revision(), 3);
+}
+
+#[test]
+fn range_compare_over_a_prefix_requires_every_key() {
+    let mut store = KvStore::new(KvConfig::default());
+    apply_ok(&mut store, put("p/1", "x"));
+    apply_ok(&mut store, put("p/2", "y"));
+    let compare = |value: &str| Compare {
+        result: CompareResult::Equal,
+        target: CompareTarget::Value(value.into()),
+        key: "p/".into(),
+        range_end: "p0".into(),
+    };
+    let succeeded = |store: &mut KvStore, value| {
+        let request = TxnRequest {
+            compare: vec![compare(value)],
+            success: vec![],
+            failure: vec![],
+        };
+        match apply_ok(store, Command::Txn(request)) {
+            CommandResponse::Txn(response) => response.succeeded,
+            other => panic!("not a txn response: {other:?}"),
+        }
+    };
+    assert!(!succeeded(&mut store, "x"));
+    apply_ok(&mut store, put("p/2", "x"));
+    assert!(succeeded(&mut store, "x"));
+}

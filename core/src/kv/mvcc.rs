@@ -452,7 +452,15 @@ impl Mvcc {
         change.sub = u32::try_from(pending.keys.len()).expect("more than u32::MAX changes");
         pending.keys.push(key.to_vec());
         self.size_bytes += change_bytes(key.len(), &change);
-        let history = self.keys.entry(key.to_vec()).or_default();
+        let Some(history) = self.keys.get_mut(key) else {
+            self.keys.insert(
+                key.to_vec(),
+                KeyHistory {
+                    changes: vec![change],
+                },
+            );
+            return;
+        };
         if let Some(last) = history.changes.last() {
             assert!(
                 last.position() < change.position(),

@@ -33,7 +33,8 @@ use super::request::{
 use super::txn::{self, TxnPath, Writer};
 
 /// Debug builds run the O(n) invariant checks after every apply while the
-/// state has at most this many keys and leases (beyond, they would dominate).
+/// state has at most this many keys, leases and retained revisions (beyond,
+/// they would dominate the run time).
 #[cfg(debug_assertions)]
 const INVARIANT_CHECK_ENTRIES_MAX: usize = 2048;
 
@@ -153,7 +154,7 @@ impl KvStore {
             "applied kv command"
         );
         #[cfg(debug_assertions)]
-        if self.mvcc.keys().len() + self.leases.leases().len() <= INVARIANT_CHECK_ENTRIES_MAX {
+        if self.invariant_check_size() <= INVARIANT_CHECK_ENTRIES_MAX {
             self.check_invariants();
         }
         Applied {
@@ -457,6 +458,14 @@ impl KvStore {
     /// Lease.Leases: every lease ID, ascending.
     pub fn leases(&self) -> Vec<LeaseId> {
         self.leases.ids()
+    }
+
+    /// What the O(n) checks walk: keys, leases and retained revisions.
+    #[cfg(debug_assertions)]
+    fn invariant_check_size(&self) -> usize {
+        let retained = self.mvcc.revision() - self.mvcc.compact_revision();
+        let retained = usize::try_from(retained).unwrap_or(usize::MAX);
+        (self.mvcc.keys().len() + self.leases.leases().len()).saturating_add(retained)
     }
 
     /// O(n) consistency checks over the whole state.

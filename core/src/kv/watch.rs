@@ -570,6 +570,8 @@ impl WatchHub {
                 break;
             }
         }
+        #[cfg(debug_assertions)]
+        self.check_invariants();
         responses
     }
 

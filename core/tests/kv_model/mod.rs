@@ -175,15 +175,12 @@ impl Model {
                 Ok(())
             }
             Command::Txn(txn) => {
-                flat_duplicates(&txn.success)?;
-                flat_duplicates(&txn.failure)?;
-                let succeeded = txn.compare.iter().all(|compare| self.compare(compare));
-                let ops = if succeeded {
-                    &txn.success
-                } else {
-                    &txn.failure
-                };
-                for op in ops {
+                check_intervals(&txn.success)?;
+                check_intervals(&txn.failure)?;
+                // Every compare on the path sees the state before the txn.
+                let mut ops = Vec::new();
+                self.flatten(txn, &mut ops);
+                for op in &ops {
                     if let RequestOp::Put(put) = op {
                         if put.ignore_value && !self.current().contains_key(&put.key) {
                             return Err(KvError::KeyNotFound);
@@ -228,6 +225,22 @@ impl Model {
                 Ok(())
             }
             other => panic!("the model does not handle {other:?}"),
+        }
+    }
+
+    /// The ops that run, nested txns resolved against the current state.
+    fn flatten<'a>(&self, txn: &'a TxnRequest, out: &mut Vec<&'a RequestOp>) {
+        let succeeded = txn.compare.iter().all(|compare| self.compare(compare));
+        let ops = if succeeded {
+            &txn.success
+        } else {
+            &txn.failure
+        };
+        for op in ops {
+            match op {
+                RequestOp::Txn(nested) => self.flatten(nested, out),
+                other => out.push(other),
+            }
         }
     }
 
@@ -360,31 +373,56 @@ impl Model {
     }
 }
 
-/// The flat duplicate rule for txns without nested txns: a key put twice, or
-/// put and deleted (by a single-key or bounded delete), on one branch.
-fn flat_duplicates(ops: &[RequestOp]) -> Result<(), KvError> {
+/// A deleted range as (key, range_end).
+type Interval = (Vec<u8>, Vec<u8>);
+
+/// etcd's duplicate rule (`checkIntervals`), written out naively: per
+/// branch, a key put twice or put and deleted is a duplicate; the branches
+/// of a nested txn exclude each other; a from-key delete conflicts with
+/// nothing (etcd's interval tree sees `[key, "\0")` as empty).
+fn check_intervals(ops: &[RequestOp]) -> Result<(BTreeSet<Vec<u8>>, Vec<Interval>), KvError> {
+    let conflicts = |deletes: &[Interval], key: &[u8]| {
+        deletes
+            .iter()
+            .any(|(start, end)| end != &[0] && in_range(key, start, end))
+    };
+    let mut deletes: Vec<Interval> = ops
+        .iter()
+        .filter_map(|op| match op {
+            RequestOp::DeleteRange(d) => Some((d.key.clone(), d.range_end.clone())),
+            _ => None,
+        })
+        .collect();
     let mut puts = BTreeSet::new();
     for op in ops {
-        if let RequestOp::Put(put) = op {
-            if !puts.insert(put.key.clone()) {
-                return Err(KvError::DuplicateKey);
+        if let RequestOp::Txn(nested) = op {
+            let (then_puts, then_deletes) = check_intervals(&nested.success)?;
+            let (else_puts, else_deletes) = check_intervals(&nested.failure)?;
+            for key in &then_puts {
+                if puts.contains(key) || conflicts(&deletes, key) {
+                    return Err(KvError::DuplicateKey);
+                }
+                puts.insert(key.clone());
             }
+            for key in &else_puts {
+                if (puts.contains(key) && !then_puts.contains(key)) || conflicts(&deletes, key) {
+                    return Err(KvError::DuplicateKey);
+                }
+                puts.insert(key.clone());
+            }
+            deletes.extend(then_deletes);
+            deletes.extend(else_deletes);
         }
     }
     for op in ops {
-        if let RequestOp::DeleteRange(delete) = op {
-            if delete.range_end == [0] {
-                continue;
-            }
-            if puts
-                .iter()
-                .any(|key| in_range(key, &delete.key, &delete.range_end))
-            {
+        if let RequestOp::Put(put) = op {
+            if puts.contains(&put.key) || conflicts(&deletes, &put.key) {
                 return Err(KvError::DuplicateKey);
             }
+            puts.insert(put.key.clone());
         }
     }
-    Ok(())
+    Ok((puts, deletes))
 }
 
 /// Ignores the response payload: only success or the error matters here.
@@ -460,7 +498,7 @@ fn compare_strategy() -> impl Strategy<Value = Compare> {
     })
 }
 
-fn op_strategy() -> impl Strategy<Value = RequestOp> {
+fn simple_op_strategy() -> impl Strategy<Value = RequestOp> {
     prop_oneof![
         3 => put_strategy().prop_map(RequestOp::Put),
         2 => delete_strategy().prop_map(RequestOp::DeleteRange),
@@ -468,6 +506,22 @@ fn op_strategy() -> impl Strategy<Value = RequestOp> {
             RequestOp::Range(RangeRequest { key, range_end, ..RangeRequest::default() })
         }),
     ]
+}
+
+fn op_strategy() -> impl Strategy<Value = RequestOp> {
+    let nested = (
+        prop::collection::vec(compare_strategy(), 0..2),
+        prop::collection::vec(simple_op_strategy(), 0..3),
+        prop::collection::vec(simple_op_strategy(), 0..2),
+    )
+        .prop_map(|(compare, success, failure)| {
+            RequestOp::Txn(TxnRequest {
+                compare,
+                success,
+                failure,
+            })
+        });
+    prop_oneof![6 => simple_op_strategy(), 1 => nested]
 }
 
 /// A write command: put, delete, flat txn, or compact (by offset).

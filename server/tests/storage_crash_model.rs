@@ -39,6 +39,8 @@ enum Operation {
     PersistDiskFull { count: u64 },
     /// The application compacts `behind` entries before the last.
     SaveSnapshot { behind: u64 },
+    /// The same, but the snapshot file's fsync fails.
+    SaveSnapshotFailingSync { behind: u64 },
     /// A snapshot `ahead` entries past the end arrives from the leader.
     InstallSnapshot { ahead: u64 },
     /// Power loss, optionally tearing the last unsynced write.
@@ -55,6 +57,7 @@ fn operation() -> impl Strategy<Value = Operation> {
         }),
         1 => (1..4u64).prop_map(|count| Operation::PersistDiskFull { count }),
         1 => (0..6u64).prop_map(|behind| Operation::SaveSnapshot { behind }),
+        1 => (0..6u64).prop_map(|behind| Operation::SaveSnapshotFailingSync { behind }),
         1 => (1..6u64).prop_map(|ahead| Operation::InstallSnapshot { ahead }),
         2 => any::<bool>().prop_map(|tear| Operation::Crash { tear }),
     ]
@@ -254,6 +257,25 @@ impl Harness {
                     .map_err(|error| TestCaseError::fail(error.to_string()))?;
                 self.model.log.retain(|entry| entry.index.0 > index);
                 self.model.snapshot = Some(snapshot);
+            }
+            Operation::SaveSnapshotFailingSync { behind } => {
+                let last = self.model.last_index();
+                let index = last.saturating_sub(behind).max(self.model.snapshot_index());
+                let Some(term) = self
+                    .model
+                    .log
+                    .iter()
+                    .find(|entry| entry.index.0 == index)
+                    .map(|entry| entry.term.0)
+                else {
+                    return Ok(());
+                };
+                let storage = self.storage.as_mut().expect("storage is open");
+                self.disk.set_fail_syncs(true);
+                let result = storage.save_snapshot(&snapshot(index, term));
+                self.disk.set_fail_syncs(false);
+                prop_assert!(result.is_err(), "save_snapshot acknowledged a failed fsync");
+                prop_assert!(storage.poisoned().is_some());
             }
             Operation::InstallSnapshot { ahead } => {
                 let index = self.model.last_index() + ahead;

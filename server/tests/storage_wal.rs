@@ -698,3 +698,34 @@ fn os_disk_round_trip_and_torn_tail() {
         "{error}"
     );
 }
+
+#[test]
+fn steady_snapshots_keep_the_data_directory_bounded() {
+    let disk = SimDisk::new(1);
+    let (mut storage, _) = open(&disk, small_segments());
+    let mut sizes = Vec::new();
+    for index in 1..=2000 {
+        storage
+            .persist(Some(&hard_state(1, 1, index)), &[entry(index, 1)], None)
+            .unwrap();
+        if index % 100 == 0 {
+            storage.save_snapshot(&snapshot(index - 10, 1)).unwrap();
+            sizes.push(storage.size_bytes().unwrap());
+        }
+    }
+    let largest = sizes.iter().copied().max().unwrap();
+    assert!(
+        largest < 20_000,
+        "data directory grew to {largest} bytes: {sizes:?}"
+    );
+    assert!(
+        storage.stats().wal_segments_removed > 100,
+        "{:?}",
+        storage.stats()
+    );
+    drop(storage);
+    disk.crash();
+    let (_, recovered) = open(&disk, small_segments());
+    assert_eq!(recovered.state.snapshot, Some(snapshot(1990, 1)));
+    assert_eq!(recovered.state.entries, entries(1991, 2000, 1));
+}

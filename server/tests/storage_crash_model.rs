@@ -2,9 +2,9 @@
 //! sequences of persists, snapshots, failed fsyncs, full disks and crashes
 //! (some tearing the last write) on a `SimDisk`, checked against a plain
 //! in-memory model. After every crash the recovered state must equal the
-//! model of everything whose `persist` returned `Ok`, plus at most a prefix
-//! of the one Ready whose write was interrupted (and none of it unless the
-//! crash tore that write).
+//! model of everything whose `persist` returned `Ok`, plus either none or all
+//! of the one Ready whose write was interrupted (a Ready is atomic; all of it
+//! only if the crash tore that write rather than losing it).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,6 +20,17 @@ const DATA: &str = "/data";
 const CONFIG: StorageConfig = StorageConfig {
     segment_bytes_max: 256,
 };
+
+/// How a crash treats the last unsynced write.
+#[derive(Clone, Copy, Debug)]
+enum Tear {
+    /// Lost.
+    None,
+    /// A strict prefix survives.
+    Prefix,
+    /// Its length survives with a range of zeros inside.
+    ZeroedRange,
+}
 
 #[derive(Clone, Debug)]
 enum Operation {
@@ -44,7 +55,7 @@ enum Operation {
     /// A snapshot `ahead` entries past the end arrives from the leader.
     InstallSnapshot { ahead: u64 },
     /// Power loss, optionally tearing the last unsynced write.
-    Crash { tear: bool },
+    Crash { tear: Tear },
 }
 
 fn operation() -> impl Strategy<Value = Operation> {
@@ -59,7 +70,8 @@ fn operation() -> impl Strategy<Value = Operation> {
         1 => (0..6u64).prop_map(|behind| Operation::SaveSnapshot { behind }),
         1 => (0..6u64).prop_map(|behind| Operation::SaveSnapshotFailingSync { behind }),
         1 => (1..6u64).prop_map(|ahead| Operation::InstallSnapshot { ahead }),
-        2 => any::<bool>().prop_map(|tear| Operation::Crash { tear }),
+        2 => prop_oneof![Just(Tear::None), Just(Tear::Prefix), Just(Tear::ZeroedRange)]
+            .prop_map(|tear| Operation::Crash { tear }),
     ]
 }
 
@@ -302,28 +314,30 @@ impl Harness {
         Ok(())
     }
 
-    fn crash(&mut self, tear: bool) -> Result<(), TestCaseError> {
+    fn crash(&mut self, tear: Tear) -> Result<(), TestCaseError> {
         self.storage = None;
-        let torn = if tear {
-            self.disk.crash_tearing_last_write()
-        } else {
-            self.disk.crash();
-            None
+        let torn = match tear {
+            Tear::None => {
+                self.disk.crash();
+                None
+            }
+            Tear::Prefix => self.disk.crash_tearing_last_write(),
+            Tear::ZeroedRange => self.disk.crash_zeroing_in_last_write(),
         };
         let (storage, recovered) = open(&self.disk);
         self.storage = Some(storage);
         let interrupted = self.interrupted.take().unwrap_or_default();
-        // Only a torn write may leave part of the interrupted Ready behind.
-        let prefixes = if torn.is_some() { interrupted.len() } else { 0 };
-        let mut candidate = self.model.clone();
-        for kept in 0..=prefixes {
-            if kept > 0 {
-                Harness::apply(&mut candidate, &interrupted[kept - 1..kept]);
-            }
-            if candidate.matches(&recovered) {
-                self.model = candidate;
-                return Ok(());
-            }
+        if self.model.matches(&recovered) {
+            return Ok(());
+        }
+        // A Ready is all or nothing; only a torn write (whose zeroed range
+        // happened to cover only zero bytes) may leave a whole interrupted
+        // Ready behind.
+        let mut whole = self.model.clone();
+        Harness::apply(&mut whole, &interrupted);
+        if torn.is_some() && whole.matches(&recovered) {
+            self.model = whole;
+            return Ok(());
         }
         Err(TestCaseError::fail(format!(
             "recovered state matches no allowed state\n  recovered: {:?}\n  acknowledged: {:?}\n  interrupted: {interrupted:?}\n  torn: {torn:?}",
@@ -353,6 +367,6 @@ proptest! {
         for operation in &operations {
             harness.run(operation)?;
         }
-        harness.crash(false)?;
+        harness.crash(Tear::None)?;
     }
 }

@@ -309,13 +309,18 @@ fn torn_tail_is_cut_and_earlier_records_kept() {
             .crash_tearing_last_write()
             .expect("an unsynced write to tear");
         let (mut storage, recovered) = open(&disk, StorageConfig::default());
-        let recovered_entries = recovered.state.entries;
-        let kept = recovered_entries.len();
-        assert!(
-            kept >= 5,
-            "seed {seed}: lost synced entries ({kept} kept), torn {torn:?}"
+        // The torn Ready is cut whole: a Ready is all or nothing.
+        let kept = recovered.state.entries.len();
+        assert_eq!(
+            recovered.state.entries,
+            entries(1, 5, 1),
+            "seed {seed}, torn {torn:?}"
         );
-        assert_eq!(recovered_entries, entries(1, kept as u64, 1), "seed {seed}");
+        assert_eq!(
+            recovered.state.hard_state,
+            hard_state(1, 1, 5),
+            "seed {seed}"
+        );
         // The cut segment accepts new writes, and they survive.
         let next = kept as u64 + 1;
         storage
@@ -330,6 +335,35 @@ fn torn_tail_is_cut_and_earlier_records_kept() {
             "seed {seed}"
         );
         assert_eq!(recovered.state.entries.len(), kept + 1, "seed {seed}");
+    }
+}
+
+#[test]
+fn write_torn_by_missing_pages_is_cut_not_refused() {
+    for seed in 0..40 {
+        let disk = SimDisk::new(seed);
+        let (mut storage, _) = open(&disk, StorageConfig::default());
+        storage
+            .persist(Some(&hard_state(1, 1, 5)), &entries(1, 5, 1), None)
+            .unwrap();
+        disk.set_fail_syncs(true);
+        storage
+            .persist(Some(&hard_state(1, 1, 9)), &entries(6, 9, 1), None)
+            .unwrap_err();
+        disk.set_fail_syncs(false);
+        drop(storage);
+        // The file keeps the batch's length, with a hole of zeros somewhere
+        // inside it (possibly with whole valid records after the hole).
+        let torn = disk
+            .crash_zeroing_in_last_write()
+            .expect("an unsynced write to tear");
+        let (_, recovered) = open(&disk, StorageConfig::default());
+        let state = recovered.state;
+        assert!(
+            state.entries == entries(1, 5, 1) || state.entries == entries(1, 9, 1),
+            "seed {seed}, torn {torn:?}: {:?}",
+            state.entries
+        );
     }
 }
 
@@ -388,52 +422,49 @@ fn bit_flip_in_the_middle_of_the_log_is_refused_naming_file_and_offset() {
         message.contains(&format!("offset {reported_offset}")),
         "{message}"
     );
-    assert!(message.contains("valid record"), "{message}");
+    assert!(message.contains("bytes follow the batch"), "{message}");
     // Refused every time: opening did not "repair" it.
     assert!(try_open(&disk, StorageConfig::default()).is_err());
 }
 
 #[test]
-fn every_bit_flip_in_a_synced_log_is_refused_or_cuts_only_the_last_record() {
-    let disk = SimDisk::new(1);
-    let (mut storage, _) = open(&disk, StorageConfig::default());
-    for index in 1..=3 {
-        storage
-            .persist(Some(&hard_state(1, 1, index)), &[entry(index, 1)], None)
-            .unwrap();
-    }
-    let segment = storage.wal_segment_paths().pop().unwrap();
-    drop(storage);
-    let pristine = disk.read(&segment).unwrap();
-    // The last record is the hard state of the last Ready.
-    let last_record_start = {
-        let (_, recovered) = open(&disk, StorageConfig::default());
-        assert_eq!(recovered.state.entries.len(), 3);
-        pristine.len() - (13 + 8 + 9 + 8)
-    };
-    for byte in 0..pristine.len() {
-        let flipped = SimDisk::new(1);
-        let (mut storage, _) = open(&flipped, StorageConfig::default());
-        for index in 1..=3 {
+fn every_bit_flip_in_a_synced_log_is_refused_or_cuts_only_the_last_ready() {
+    let write = |disk: &SimDisk, readys: u64| {
+        let (mut storage, _) = open(disk, StorageConfig::default());
+        for index in 1..=readys {
             storage
                 .persist(Some(&hard_state(1, 1, index)), &[entry(index, 1)], None)
                 .unwrap();
         }
-        drop(storage);
-        flipped
-            .flip_bit(&segment, byte as u64, (byte % 8) as u8)
-            .unwrap();
+        storage.wal_segment_paths().pop().unwrap()
+    };
+    let disk = SimDisk::new(1);
+    let segment = write(&disk, 2);
+    let last_ready_start = disk.file_len(&segment).unwrap();
+    let length = {
+        let disk = SimDisk::new(1);
+        write(&disk, 3);
+        disk.file_len(&segment).unwrap()
+    };
+    for byte in 0..length {
+        let flipped = SimDisk::new(1);
+        write(&flipped, 3);
+        flipped.flip_bit(&segment, byte, (byte % 8) as u8).unwrap();
         match try_open(&flipped, StorageConfig::default()) {
             Err(StorageError::Corrupted {
-                segment: reported, ..
-            }) => assert_eq!(reported, segment),
+                segment: reported,
+                offset,
+                ..
+            }) => {
+                assert_eq!(reported, segment);
+                assert!(offset <= byte, "flip at {byte} reported at {offset}");
+            }
             Err(other) => panic!("flip at {byte}: unexpected error {other}"),
             Ok((_, recovered)) => {
-                assert!(
-                    byte >= last_record_start,
-                    "flip at {byte} silently accepted"
-                );
-                assert_eq!(recovered.state.entries, entries(1, 3, 1), "flip at {byte}");
+                // Damage in the last Ready is indistinguishable from a torn
+                // write: that Ready is cut whole, never applied.
+                assert!(byte >= last_ready_start, "flip at {byte} silently accepted");
+                assert_eq!(recovered.state.entries, entries(1, 2, 1), "flip at {byte}");
                 assert_eq!(
                     recovered.state.hard_state,
                     hard_state(1, 1, 2),
@@ -680,13 +711,13 @@ fn os_disk_round_trip_and_torn_tail() {
 
     let (_, recovered) = RaftStorage::open_with_config(disk.clone(), &temp.0, config).unwrap();
     assert_eq!(recovered.state.snapshot, Some(snapshot(20, 1)));
-    // The last record (hard state of the last Ready) was cut; its entry stays.
-    assert_eq!(recovered.state.entries, entries(21, 51, 1));
+    // The last Ready (entry 51 and its hard state) was torn: cut whole.
+    assert_eq!(recovered.state.entries, entries(21, 50, 1));
     assert_eq!(recovered.state.hard_state, hard_state(1, 1, 50));
     assert!(std::fs::metadata(&last_segment).unwrap().len() < length - 5);
 
     // Damage a record in the middle of the same file: refused, naming it.
-    // Byte 20 lies in the segment header record; entry 51 follows it.
+    // Byte 20 lies in the segment header record; valid records follow it.
     let mut bytes = std::fs::read(&last_segment).unwrap();
     bytes[20] ^= 0x40;
     std::fs::write(&last_segment, &bytes).unwrap();

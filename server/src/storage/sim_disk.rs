@@ -12,6 +12,9 @@
 //! - **Torn write** ([`SimDisk::crash_tearing_last_write`]): as a crash, but
 //!   the last unsynced append keeps a random prefix (drawn from the seeded
 //!   RNG), and the unsynced appends before it in the same file survive.
+//!   [`SimDisk::crash_zeroing_in_last_write`] instead keeps the whole length
+//!   of the last append but zeroes a random range inside it, as when a file
+//!   system persisted the new file size and some of the pages but not others.
 //! - **Bit flip** ([`SimDisk::flip_bit`]): flips one bit of a file, in both
 //!   images, as media corruption would.
 //! - **Failed fsync** ([`SimDisk::set_fail_syncs`]): file and directory syncs
@@ -32,6 +35,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -77,15 +81,30 @@ pub struct SimDiskStats {
     pub bit_flips: u64,
 }
 
-/// What [`SimDisk::crash_tearing_last_write`] did to the last unsynced write.
+/// What a crash that tore a write did to the last unsynced append.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TornWrite {
     /// The file written.
     pub path: PathBuf,
     /// The length of the write.
     pub write_bytes: u64,
-    /// How many of its leading bytes survived (always less than `write_bytes`).
+    /// How many of its leading bytes are in the file after the crash.
     pub kept_bytes: u64,
+    /// The bytes of the write (relative to its start) that read back as
+    /// zeros: pages the file system never wrote, although the file's length
+    /// covers them.
+    pub zeroed: Option<Range<u64>>,
+}
+
+/// How a crash treats the last unsynced append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TearMode {
+    /// Lost with everything else unsynced.
+    None,
+    /// A strict prefix survives.
+    Prefix,
+    /// Its length survives, with a range of zeros inside.
+    ZeroedRange,
 }
 
 /// What a file's durable image is, relative to its volatile image.
@@ -225,7 +244,7 @@ impl SimDisk {
     /// Simulates power loss: every file reverts to its durable image under
     /// its durable name, and every open handle goes stale.
     pub fn crash(&self) {
-        self.crash_inner(false);
+        self.crash_inner(TearMode::None);
     }
 
     /// Simulates power loss during the last unsynced append: as
@@ -234,20 +253,28 @@ impl SimDisk {
     /// survive). Returns what was torn, or `None` when there was no unsynced
     /// append to tear (then it is a plain crash).
     pub fn crash_tearing_last_write(&self) -> Option<TornWrite> {
-        self.crash_inner(true)
+        self.crash_inner(TearMode::Prefix)
     }
 
-    fn crash_inner(&self, tear: bool) -> Option<TornWrite> {
+    /// Simulates power loss after the file system persisted the size of the
+    /// last unsynced append but not all of its pages: that append keeps its
+    /// length, with a random non-empty range of it read back as zeros (the
+    /// unsynced appends before it in the same file survive). Returns what
+    /// was torn, or `None` when there was no unsynced append to tear.
+    pub fn crash_zeroing_in_last_write(&self) -> Option<TornWrite> {
+        self.crash_inner(TearMode::ZeroedRange)
+    }
+
+    fn crash_inner(&self, mode: TearMode) -> Option<TornWrite> {
         let mut state = self.lock();
         let state = &mut *state;
         state.generation += 1;
         state.stats.crashes += 1;
         state.names = state.durable_names.clone();
         state.collect_garbage();
-        let torn_append = if tear {
-            state.last_unsynced_append.take()
-        } else {
-            None
+        let torn_append = match mode {
+            TearMode::None => None,
+            TearMode::Prefix | TearMode::ZeroedRange => state.last_unsynced_append,
         };
         state.last_unsynced_append = None;
         let mut torn_write = None;
@@ -257,7 +284,17 @@ impl SimDisk {
                 (DurableImage::Prefix(durable_len), Some(append))
                     if append.start >= *durable_len && append.len > 0 =>
                 {
-                    let kept = state.rng.gen_range(0..append.len);
+                    let (kept, zeroed) = match mode {
+                        TearMode::ZeroedRange => {
+                            let start = state.rng.gen_range(0..append.len);
+                            let end = state.rng.gen_range(start + 1..=append.len);
+                            inode.volatile[append.start + start..append.start + end].fill(0);
+                            (append.len, Some(start as u64..end as u64))
+                        }
+                        TearMode::Prefix | TearMode::None => {
+                            (state.rng.gen_range(0..append.len), None)
+                        }
+                    };
                     inode.volatile.truncate(append.start + kept);
                     let path = state
                         .durable_names
@@ -269,6 +306,7 @@ impl SimDisk {
                         path,
                         write_bytes: append.len as u64,
                         kept_bytes: kept as u64,
+                        zeroed,
                     });
                 }
                 (DurableImage::Prefix(durable_len), _) => {
@@ -665,6 +703,29 @@ mod tests {
             let expected = b"syncedfirstsecond";
             assert_eq!(contents.len() as u64, 11 + torn.kept_bytes);
             assert_eq!(&contents[..], &expected[..contents.len()]);
+        }
+    }
+
+    #[test]
+    fn zeroing_crash_keeps_the_length_and_zeroes_a_range_of_the_last_append() {
+        for seed in 0..32 {
+            let disk = SimDisk::new(seed);
+            disk.create_dir_all(&dir()).unwrap();
+            let path = dir().join("a");
+            let mut file = disk.create(&path).unwrap();
+            disk.sync_dir(&dir()).unwrap();
+            file.append(b"synced").unwrap();
+            file.sync().unwrap();
+            file.append(b"abcdefgh").unwrap();
+            let torn = disk
+                .crash_zeroing_in_last_write()
+                .expect("an unsynced append to tear");
+            let zeroed = torn.zeroed.clone().expect("a zeroed range");
+            assert!(zeroed.start < zeroed.end && zeroed.end <= 8, "{zeroed:?}");
+            let contents = disk.read(&path).unwrap();
+            let mut expected = b"syncedabcdefgh".to_vec();
+            expected[6 + zeroed.start as usize..6 + zeroed.end as usize].fill(0);
+            assert_eq!(contents, expected, "seed {seed}");
         }
     }
 

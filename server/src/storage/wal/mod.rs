@@ -1,7 +1,8 @@
 //! [`Wal`]: the write-ahead log of Raft hard states, entries and snapshot
 //! markers.
 //!
-//! Group commit: everything of one Ready is encoded into one buffer, written
+//! Group commit: everything of one Ready is encoded into one batch (a
+//! `BatchStart` record with the batch's length, then the records), written
 //! with one append and made durable with one sync, before the driver sends
 //! the messages that depend on it. The log is split into segments
 //! ([`segment`]); a new segment starts once the current one reaches
@@ -27,7 +28,9 @@ use std::sync::Arc;
 
 use cairn_core::raft::{Entry, HardState, Index};
 
-use self::record::{encode_record, RecordKind, SnapshotMarker, WalRecord};
+use self::record::{
+    encode_record, BatchStart, RecordKind, SnapshotMarker, WalRecord, RECORD_HEADER_BYTES,
+};
 use self::segment::{scan_segment, SegmentName, SEGMENT_SUFFIX};
 use super::disk::{Disk, DiskFile};
 use super::error::StorageError;
@@ -272,7 +275,7 @@ impl Wal {
             last_index = entry.index;
         }
 
-        let mut buffer = Vec::new();
+        let mut buffer = begin_batch();
         if let Some(marker) = snapshot_installed {
             encode_record(RecordKind::SnapshotInstalled, &marker, &mut buffer)?;
         }
@@ -282,7 +285,7 @@ impl Wal {
         if let Some(hard_state) = hard_state {
             encode_record(RecordKind::HardState, hard_state, &mut buffer)?;
         }
-        self.write_batch(&buffer)?;
+        self.write_batch(&mut buffer)?;
         self.last_index = last_index;
         if let Some(marker) = snapshot_installed {
             self.snapshot = Some(marker);
@@ -304,9 +307,9 @@ impl Wal {
             "compaction index {} < snapshot index {current}",
             marker.index
         );
-        let mut buffer = Vec::new();
+        let mut buffer = begin_batch();
         encode_record(RecordKind::Compacted, &marker, &mut buffer)?;
-        self.write_batch(&buffer)?;
+        self.write_batch(&mut buffer)?;
         self.snapshot = Some(marker);
         self.last_index = self.last_index.max(marker.index);
         self.check_invariants();
@@ -383,9 +386,11 @@ impl Wal {
         result
     }
 
-    /// Writes `buffer` to the current segment (rolling over first when it is
-    /// full) with one append and one sync.
-    fn write_batch(&mut self, buffer: &[u8]) -> Result<(), StorageError> {
+    /// Writes the batch in `buffer` (from [`begin_batch`]) to the current
+    /// segment (rolling over first when it is full) with one append and one
+    /// sync.
+    fn write_batch(&mut self, buffer: &mut [u8]) -> Result<(), StorageError> {
+        finish_batch(buffer);
         if self.file_bytes >= self.segment_bytes_max {
             let result = self.roll_over();
             self.poison_on_error(result)?;
@@ -465,6 +470,37 @@ impl Wal {
             }
         }
     }
+}
+
+/// Bytes of a [`BatchStart`] frame (its payload is one fixed-width u64).
+const BATCH_START_BYTES: usize = RECORD_HEADER_BYTES + 8;
+
+/// A buffer with room for the [`BatchStart`] frame, which [`finish_batch`]
+/// fills in once the records after it are encoded.
+fn begin_batch() -> Vec<u8> {
+    vec![0; BATCH_START_BYTES]
+}
+
+/// Writes the [`BatchStart`] frame at the front of a [`begin_batch`] buffer.
+fn finish_batch(buffer: &mut [u8]) {
+    assert!(
+        buffer.len() > BATCH_START_BYTES,
+        "empty batch ({} bytes)",
+        buffer.len()
+    );
+    let batch = BatchStart {
+        bytes: (buffer.len() - BATCH_START_BYTES) as u64,
+    };
+    let mut frame = Vec::with_capacity(BATCH_START_BYTES);
+    encode_record(RecordKind::BatchStart, &batch, &mut frame)
+        .expect("a batch start is far below the record bound");
+    assert_eq!(
+        frame.len(),
+        BATCH_START_BYTES,
+        "batch start frame is {} bytes, expected {BATCH_START_BYTES}",
+        frame.len()
+    );
+    buffer[..BATCH_START_BYTES].copy_from_slice(&frame);
 }
 
 /// Creates segment `name`, writes its header (and the carried hard state and
@@ -552,7 +588,7 @@ impl Replayer {
                 self.entries.drain(..covered);
                 self.positions.drain(..covered);
             }
-            WalRecord::SegmentHeader(_) | WalRecord::Metadata(_) => {
+            WalRecord::SegmentHeader(_) | WalRecord::Metadata(_) | WalRecord::BatchStart(_) => {
                 return Err(StorageError::Corrupted {
                     segment: segment.to_path_buf(),
                     offset,

@@ -52,6 +52,9 @@ pub enum RecordKind {
     Compacted = 5,
     /// The member metadata blob (only in the metadata file).
     Metadata = 6,
+    /// A [`BatchStart`]: opens the records of one Ready, written with one
+    /// append and one sync.
+    BatchStart = 7,
 }
 
 impl RecordKind {
@@ -63,6 +66,7 @@ impl RecordKind {
             4 => Some(RecordKind::SnapshotInstalled),
             5 => Some(RecordKind::Compacted),
             6 => Some(RecordKind::Metadata),
+            7 => Some(RecordKind::BatchStart),
             _ => None,
         }
     }
@@ -91,6 +95,16 @@ pub struct SnapshotMarker {
     pub term: Term,
 }
 
+/// Opens a batch: the records of one Ready, written with one append and made
+/// durable with one sync. Knowing where the batch ends lets recovery tell a
+/// write torn anywhere inside the last batch (the file ends with the batch)
+/// from damage to a batch that later batches followed (corruption).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchStart {
+    /// The bytes of the batch's records after this one.
+    pub bytes: u64,
+}
+
 /// A decoded WAL record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WalRecord {
@@ -106,6 +120,8 @@ pub enum WalRecord {
     Compacted(SnapshotMarker),
     /// See [`RecordKind::Metadata`].
     Metadata(Vec<u8>),
+    /// See [`RecordKind::BatchStart`].
+    BatchStart(BatchStart),
 }
 
 impl WalRecord {
@@ -128,6 +144,9 @@ impl WalRecord {
                 WalRecord::Compacted(bincode::deserialize(payload).map_err(describe)?)
             }
             RecordKind::Metadata => WalRecord::Metadata(payload.to_vec()),
+            RecordKind::BatchStart => {
+                WalRecord::BatchStart(bincode::deserialize(payload).map_err(describe)?)
+            }
         })
     }
 }
@@ -286,13 +305,14 @@ pub fn decode_frame(bytes: &[u8], offset: usize) -> Frame<'_> {
     }
 }
 
-/// The offset of the first complete, valid frame that starts after `offset`,
-/// if any. Used to tell a torn tail (nothing valid follows) from corruption
-/// in the middle of the log (valid records follow the bad one).
-pub fn next_valid_frame_after(bytes: &[u8], offset: usize) -> Option<usize> {
+/// The offset of the first complete, valid frame of `kind` that starts after
+/// `offset`, if any. Used to tell a torn tail (no later batch) from
+/// corruption in the middle of the log (a valid batch follows the damage).
+pub fn next_valid_frame_after(bytes: &[u8], offset: usize, kind: RecordKind) -> Option<usize> {
     let last_start = bytes.len().checked_sub(RECORD_HEADER_BYTES)?;
-    (offset + 1..=last_start)
-        .find(|&start| matches!(decode_frame(bytes, start), Frame::Complete { .. }))
+    (offset + 1..=last_start).find(|&start| {
+        matches!(decode_frame(bytes, start), Frame::Complete { kind: found, .. } if found == kind)
+    })
 }
 
 #[cfg(test)]
@@ -360,7 +380,17 @@ mod tests {
         let second = buffer.len();
         encode_record(RecordKind::Entry, &entry(2), &mut buffer).unwrap();
         buffer[20] ^= 1;
-        assert_eq!(next_valid_frame_after(&buffer, 0), Some(second));
-        assert_eq!(next_valid_frame_after(&buffer, second), None);
+        assert_eq!(
+            next_valid_frame_after(&buffer, 0, RecordKind::Entry),
+            Some(second)
+        );
+        assert_eq!(
+            next_valid_frame_after(&buffer, 0, RecordKind::HardState),
+            None
+        );
+        assert_eq!(
+            next_valid_frame_after(&buffer, second, RecordKind::Entry),
+            None
+        );
     }
 }

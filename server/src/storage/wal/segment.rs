@@ -6,26 +6,37 @@
 //! is complete and synced before the next one is created, so only the last
 //! segment can end in a torn write.
 //!
-//! Reading a segment tells a torn tail from corruption:
-//! - a frame cut short by the end of the file (partial header, or a checked
-//!   length running past the end) is torn;
-//! - a damaged frame (checksum mismatch, zero bytes) with no valid frame
-//!   anywhere after it is torn too: a write was cut and the file system kept
-//!   garbage or zeros for the rest;
-//! - a damaged frame with a valid frame after it, or any damage in a segment
-//!   that is not the last, is corruption and is refused.
+//! Each Ready is one batch: a `BatchStart` record giving the batch's length,
+//! then its records, all written with one append and one sync. Reading a
+//! segment tells a torn tail from corruption:
+//! - in the last segment, a batch that is damaged anywhere (a checksum
+//!   mismatch, zeros, a record cut short) and that reaches the end of the
+//!   file is the write a crash interrupted: it is cut whole, so a Ready is
+//!   all or nothing. This holds however the file system tore the write
+//!   (a prefix, or pages missing in the middle);
+//! - a frame cut short by the end of the file (a partial header, or a checked
+//!   length running past the end) is torn too;
+//! - a damaged frame where a batch should start, with no valid batch start
+//!   anywhere after it, is torn (the last write lost its first pages, or
+//!   garbage or zeros follow the last write);
+//! - anything else (a damaged batch with bytes after it, a damaged frame
+//!   with a valid batch after it, any damage in a segment that is not the
+//!   last) is corruption and is refused with the file and offset.
 //!
-//! NB: a bit flip in the very last record of the last segment is
-//! indistinguishable from a torn write and is truncated with a warning. It is
-//! never applied; but if that record had been acknowledged, it is lost.
+//! NB: damage in the last batch of the last segment is indistinguishable
+//! from a torn write and is cut with a warning. It is never applied; but if
+//! that batch had been acknowledged (a bit flip after its fsync), it is lost.
+//! Conversely, an entry whose data happens to contain a valid batch-start
+//! frame can make a torn tail look like corruption: recovery then refuses
+//! (the safe direction) rather than guess.
 
 use std::path::Path;
 
 use cairn_core::raft::Index;
 
 use super::record::{
-    decode_frame, next_valid_frame_after, Frame, SegmentHeader, WalRecord, SEGMENT_FORMAT_VERSION,
-    SEGMENT_MAGIC,
+    decode_frame, next_valid_frame_after, BatchStart, Frame, RecordKind, SegmentHeader, WalRecord,
+    SEGMENT_FORMAT_VERSION, SEGMENT_MAGIC,
 };
 use crate::storage::error::StorageError;
 
@@ -99,6 +110,11 @@ pub struct ScannedSegment {
 
 /// Reads the segment `name` at `path` from `bytes`. `is_last` says whether
 /// it is the last segment, the only one allowed a torn tail.
+///
+/// A segment is its head (the header record, then the carried snapshot
+/// marker and hard state, written and synced together at creation) followed
+/// by batches, each a [`BatchStart`] record and the records of one Ready.
+/// Only whole, valid batches are returned: a torn last batch is cut whole.
 pub fn scan_segment(
     path: &Path,
     name: SegmentName,
@@ -112,21 +128,39 @@ pub fn scan_segment(
     };
     let mut records = Vec::new();
     let mut offset = 0;
+    let mut in_head = true;
     let mut torn_tail = None;
     while offset < bytes.len() {
         let (kind, payload, end) = match decode_frame(bytes, offset) {
             Frame::Complete { kind, payload, end } => (kind, payload, end),
-            Frame::Incomplete { reason } | Frame::Invalid { reason } => {
+            Frame::Incomplete { reason } => {
                 if !is_last {
                     return Err(corrupted(
                         offset,
                         format!("{reason} in a segment that is not the last"),
                     ));
                 }
-                if let Some(next) = next_valid_frame_after(bytes, offset) {
+                torn_tail = Some(TornTail {
+                    offset: offset as u64,
+                    reason,
+                });
+                break;
+            }
+            Frame::Invalid { reason } => {
+                if !is_last {
                     return Err(corrupted(
                         offset,
-                        format!("{reason}, followed by a valid record at offset {next}"),
+                        format!("{reason} in a segment that is not the last"),
+                    ));
+                }
+                // Where a batch should start: if a later batch exists, this
+                // one was synced before it and the damage is corruption.
+                // Otherwise the damage is inside the last write (possibly
+                // with surviving pages of it further on): torn.
+                if let Some(next) = next_valid_frame_after(bytes, offset, RecordKind::BatchStart) {
+                    return Err(corrupted(
+                        offset,
+                        format!("{reason}, followed by a valid batch at offset {next}"),
                     ));
                 }
                 torn_tail = Some(TornTail {
@@ -138,30 +172,72 @@ pub fn scan_segment(
         };
         let record =
             WalRecord::decode(kind, payload).map_err(|reason| corrupted(offset, reason))?;
-        match (&record, offset) {
-            (WalRecord::SegmentHeader(header), 0) => {
-                if *header != name.header() {
+        match record {
+            WalRecord::SegmentHeader(header) if offset == 0 => {
+                if header != name.header() {
                     return Err(corrupted(
                         0,
                         format!("segment header {header:?} does not match the file name {name:?}"),
                     ));
                 }
+                offset = end;
             }
-            (_, 0) => {
+            _ if offset == 0 => {
                 return Err(corrupted(
                     0,
                     format!("segment starts with a {kind:?} record, not a header"),
                 ));
             }
-            (WalRecord::SegmentHeader(_) | WalRecord::Metadata(_), _) => {
+            WalRecord::HardState(_) | WalRecord::Compacted(_) if in_head => {
+                records.push((offset as u64, record));
+                offset = end;
+            }
+            WalRecord::BatchStart(batch) => {
+                in_head = false;
+                match scan_batch(bytes, end, batch) {
+                    Ok((batch_records, batch_end)) => {
+                        records.extend(batch_records);
+                        offset = batch_end;
+                    }
+                    Err(damage) => {
+                        let batch_end = end as u64 + batch.bytes;
+                        if is_last && batch_end >= bytes.len() as u64 {
+                            // The file ends inside or with this batch: it is the
+                            // write a crash interrupted. Cut it whole.
+                            torn_tail = Some(TornTail {
+                                offset: offset as u64,
+                                reason: format!(
+                                    "batch at offset {offset} is torn: {} at offset {}",
+                                    damage.reason, damage.offset
+                                ),
+                            });
+                            break;
+                        }
+                        let place = if is_last {
+                            format!(
+                                "and {} bytes follow the batch",
+                                bytes.len() as u64 - batch_end
+                            )
+                        } else {
+                            "in a segment that is not the last".to_string()
+                        };
+                        return Err(corrupted(
+                            damage.offset,
+                            format!(
+                                "{} in the batch that starts at offset {offset}, {place}",
+                                damage.reason
+                            ),
+                        ));
+                    }
+                }
+            }
+            _ => {
                 return Err(corrupted(
                     offset,
-                    format!("unexpected {kind:?} record inside a segment"),
+                    format!("unexpected {kind:?} record outside a batch"),
                 ));
             }
-            _ => records.push((offset as u64, record)),
         }
-        offset = end;
     }
     let valid_bytes = torn_tail
         .as_ref()
@@ -176,6 +252,66 @@ pub fn scan_segment(
         valid_bytes,
         torn_tail,
     })
+}
+
+/// Where and why a batch is damaged.
+#[derive(Debug)]
+struct BatchDamage {
+    offset: usize,
+    reason: String,
+}
+
+/// Reads the records of the batch whose [`BatchStart`] ends at `start`.
+/// Returns them with the offset just past the batch.
+fn scan_batch(
+    bytes: &[u8],
+    start: usize,
+    batch: BatchStart,
+) -> Result<(Vec<(u64, WalRecord)>, usize), BatchDamage> {
+    let batch_end = u64::try_from(start)
+        .ok()
+        .and_then(|start| start.checked_add(batch.bytes));
+    let batch_end = match batch_end.and_then(|end| usize::try_from(end).ok()) {
+        Some(end) if end <= bytes.len() => end,
+        _ => {
+            return Err(BatchDamage {
+                offset: start,
+                reason: format!(
+                    "batch of {} bytes runs past the end of the file ({} present)",
+                    batch.bytes,
+                    bytes.len() - start
+                ),
+            });
+        }
+    };
+    // Records may not run past their batch.
+    let batch_bytes = &bytes[..batch_end];
+    let mut records = Vec::new();
+    let mut offset = start;
+    while offset < batch_end {
+        let (kind, payload, end) = match decode_frame(batch_bytes, offset) {
+            Frame::Complete { kind, payload, end } => (kind, payload, end),
+            Frame::Incomplete { reason } | Frame::Invalid { reason } => {
+                return Err(BatchDamage { offset, reason });
+            }
+        };
+        let record =
+            WalRecord::decode(kind, payload).map_err(|reason| BatchDamage { offset, reason })?;
+        match record {
+            WalRecord::HardState(_)
+            | WalRecord::Entry(_)
+            | WalRecord::SnapshotInstalled(_)
+            | WalRecord::Compacted(_) => records.push((offset as u64, record)),
+            WalRecord::SegmentHeader(_) | WalRecord::Metadata(_) | WalRecord::BatchStart(_) => {
+                return Err(BatchDamage {
+                    offset,
+                    reason: format!("unexpected {kind:?} record inside a batch"),
+                });
+            }
+        }
+        offset = end;
+    }
+    Ok((records, batch_end))
 }
 
 #[cfg(test)]

@@ -340,7 +340,8 @@ impl Harness {
             return Ok(());
         }
         Err(TestCaseError::fail(format!(
-            "recovered state matches no allowed state\n  recovered: {:?}\n  acknowledged: {:?}\n  interrupted: {interrupted:?}\n  torn: {torn:?}",
+            "recovered state matches no allowed state\n  recovered: {:?}\n  acknowledged: \
+             {:?}\n  interrupted: {interrupted:?}\n  torn: {torn:?}",
             recovered.state, self.model
         )))
     }

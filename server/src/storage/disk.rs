@@ -102,7 +102,8 @@ impl Disk for OsDisk {
                 Ok(name) => names.push(name),
                 Err(name) => {
                     // Cairn never writes such names; they cannot be ours.
-                    tracing::warn!(directory = %path.display(), ?name, "ignoring non-UTF-8 file name");
+                    let directory = path.display();
+                    tracing::warn!(%directory, ?name, "ignoring a non-UTF-8 file name");
                 }
             }
         }

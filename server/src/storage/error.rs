@@ -83,7 +83,10 @@ pub enum StorageError {
         bytes_max: u64,
     },
     /// A snapshot older than the current one was handed in.
-    #[error("snapshot at index {index} term {term} is older than the current one at index {current_index}")]
+    #[error(
+        "snapshot at index {index} term {term} is older than the current one at index \
+         {current_index}"
+    )]
     StaleSnapshot {
         /// The index of the snapshot handed in.
         index: Index,

@@ -391,3 +391,46 @@ fn raise_to_snapshot(hard_state: HardState, index: Index, term: Term) -> HardSta
     }
     raised
 }
+
+#[cfg(test)]
+mod tests {
+    use cairn_core::raft::NodeId;
+
+    use super::*;
+
+    fn assert_send<T: Send>() {}
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn storage_can_move_to_a_blocking_thread() {
+        assert_send::<RaftStorage>();
+        assert_send_sync::<StorageError>();
+        assert_send_sync::<SimDisk>();
+        assert_send_sync::<OsDisk>();
+    }
+
+    #[test]
+    fn hard_state_is_raised_only_where_it_lags_the_snapshot() {
+        let hard_state = HardState {
+            term: Term(3),
+            vote: Some(NodeId(2)),
+            commit: Index(10),
+        };
+        assert_eq!(raise_to_snapshot(hard_state, Index(5), Term(2)), hard_state);
+        assert_eq!(
+            raise_to_snapshot(hard_state, Index(20), Term(3)),
+            HardState {
+                commit: Index(20),
+                ..hard_state
+            }
+        );
+        assert_eq!(
+            raise_to_snapshot(hard_state, Index(20), Term(4)),
+            HardState {
+                term: Term(4),
+                vote: None,
+                commit: Index(20)
+            }
+        );
+    }
+}

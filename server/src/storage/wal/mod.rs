@@ -110,7 +110,9 @@ impl Wal {
                     });
                 }
                 None => {
-                    tracing::warn!(file = %directory.join(&file_name).display(), "ignoring unknown file in the WAL directory")
+                    let file = directory.join(&file_name);
+                    let file = file.display();
+                    tracing::warn!(%file, "ignoring an unknown file in the WAL directory");
                 }
             }
         }

@@ -262,7 +262,8 @@ pub fn decode_frame(bytes: &[u8], offset: usize) -> Frame<'_> {
     if header_crc != computed_header_crc {
         return Frame::Invalid {
             reason: format!(
-                "record header checksum mismatch (stored {header_crc:#010x}, computed {computed_header_crc:#010x})"
+                "record header checksum mismatch (stored {header_crc:#010x}, \
+                 computed {computed_header_crc:#010x})"
             ),
         };
     }
@@ -283,7 +284,8 @@ pub fn decode_frame(bytes: &[u8], offset: usize) -> Frame<'_> {
     if remaining - RECORD_HEADER_BYTES < payload_length {
         return Frame::Incomplete {
             reason: format!(
-                "record of {payload_length} payload bytes runs past the end of the file ({} present)",
+                "record of {payload_length} payload bytes runs past the end of the file \
+                 ({} present)",
                 remaining - RECORD_HEADER_BYTES
             ),
         };
@@ -294,7 +296,8 @@ pub fn decode_frame(bytes: &[u8], offset: usize) -> Frame<'_> {
     if payload_crc != computed_payload_crc {
         return Frame::Invalid {
             reason: format!(
-                "{kind:?} record checksum mismatch (stored {payload_crc:#010x}, computed {computed_payload_crc:#010x})"
+                "{kind:?} record checksum mismatch (stored {payload_crc:#010x}, \
+                 computed {computed_payload_crc:#010x})"
             ),
         };
     }

@@ -1,10 +1,12 @@
 //! Guards "no acknowledged write lost, nothing unacknowledged invented": random
-//! sequences of persists, snapshots, failed fsyncs, full disks and crashes
-//! (some tearing the last write) on a `SimDisk`, checked against a plain
-//! in-memory model. After every crash the recovered state must equal the
-//! model of everything whose `persist` returned `Ok`, plus either none or all
-//! of the one Ready whose write was interrupted (a Ready is atomic; all of it
-//! only if the crash tore that write rather than losing it).
+//! sequences of persists, snapshots, failed fsyncs (at every sync point of an
+//! operation), full disks and crashes (some tearing the last write) on a
+//! `SimDisk`, checked against a plain in-memory model. After every crash the
+//! recovered state must equal the model of everything whose call returned
+//! `Ok`, plus either none or all of the one operation that failed: a Ready is
+//! atomic, and it may survive whole only if the crash tore its write rather
+//! than losing it; a failed snapshot may survive if its WAL marker became
+//! durable before a later sync failed.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -34,42 +36,51 @@ enum Tear {
 
 #[derive(Clone, Debug)]
 enum Operation {
-    /// A Ready with `count` entries starting `overwrite` entries before the end.
+    /// A Ready with `count` entries starting `overwrite` entries before the
+    /// end; with `syncs_before_failure`, the sync after that many fails.
     Persist {
         overwrite: u64,
         count: u64,
         with_hard_state: bool,
+        syncs_before_failure: Option<u64>,
     },
-    /// The same, but the fsync fails.
-    PersistFailingSync {
-        overwrite: u64,
-        count: u64,
-        with_hard_state: bool,
-    },
-    /// The same, but the disk is full.
+    /// A Ready on a full disk.
     PersistDiskFull { count: u64 },
     /// The application compacts `behind` entries before the last.
-    SaveSnapshot { behind: u64 },
-    /// The same, but the snapshot file's fsync fails.
-    SaveSnapshotFailingSync { behind: u64 },
+    SaveSnapshot {
+        behind: u64,
+        syncs_before_failure: Option<u64>,
+    },
     /// A snapshot `ahead` entries past the end arrives from the leader.
-    InstallSnapshot { ahead: u64 },
+    InstallSnapshot {
+        ahead: u64,
+        syncs_before_failure: Option<u64>,
+    },
     /// Power loss, optionally tearing the last unsynced write.
     Crash { tear: Tear },
 }
 
+fn failure() -> impl Strategy<Value = Option<u64>> {
+    prop_oneof![3 => Just(None), 1 => (0..8u64).prop_map(Some)]
+}
+
 fn operation() -> impl Strategy<Value = Operation> {
     prop_oneof![
-        6 => (0..4u64, 0..5u64, any::<bool>()).prop_map(|(overwrite, count, with_hard_state)| {
-            Operation::Persist { overwrite, count, with_hard_state }
-        }),
-        2 => (0..4u64, 1..5u64, any::<bool>()).prop_map(|(overwrite, count, with_hard_state)| {
-            Operation::PersistFailingSync { overwrite, count, with_hard_state }
-        }),
+        8 => (0..4u64, 0..5u64, any::<bool>(), failure()).prop_map(
+            |(overwrite, count, with_hard_state, syncs_before_failure)| Operation::Persist {
+                overwrite,
+                count,
+                with_hard_state,
+                syncs_before_failure,
+            }
+        ),
         1 => (1..4u64).prop_map(|count| Operation::PersistDiskFull { count }),
-        1 => (0..6u64).prop_map(|behind| Operation::SaveSnapshot { behind }),
-        1 => (0..6u64).prop_map(|behind| Operation::SaveSnapshotFailingSync { behind }),
-        1 => (1..6u64).prop_map(|ahead| Operation::InstallSnapshot { ahead }),
+        2 => (0..6u64, failure()).prop_map(|(behind, syncs_before_failure)| {
+            Operation::SaveSnapshot { behind, syncs_before_failure }
+        }),
+        1 => (1..6u64, failure()).prop_map(|(ahead, syncs_before_failure)| {
+            Operation::InstallSnapshot { ahead, syncs_before_failure }
+        }),
         2 => prop_oneof![Just(Tear::None), Just(Tear::Prefix), Just(Tear::ZeroedRange)]
             .prop_map(|tear| Operation::Crash { tear }),
     ]
@@ -82,6 +93,24 @@ struct Model {
     snapshot: Option<Snapshot>,
     /// The entries after the snapshot.
     log: Vec<Entry>,
+}
+
+/// One Ready's records in WAL order.
+#[derive(Clone, Debug)]
+enum Record {
+    Entry(Entry),
+    HardState(HardState),
+}
+
+/// The operation whose sync failed, which may or may not be durable.
+#[derive(Clone, Debug)]
+enum Interrupted {
+    Ready(Vec<Record>),
+    Compaction(Snapshot),
+    Installation {
+        snapshot: Snapshot,
+        hard_state: HardState,
+    },
 }
 
 impl Model {
@@ -97,9 +126,40 @@ impl Model {
             .map_or(self.snapshot_index(), |entry| entry.index.0)
     }
 
-    fn append(&mut self, entry: Entry) {
-        self.log.retain(|kept| kept.index < entry.index);
-        self.log.push(entry);
+    fn apply(&mut self, operation: &Interrupted) {
+        match operation {
+            Interrupted::Ready(records) => {
+                for record in records {
+                    match record {
+                        Record::Entry(entry) => {
+                            self.log.retain(|kept| kept.index < entry.index);
+                            self.log.push(entry.clone());
+                        }
+                        Record::HardState(hard_state) => self.hard_state = Some(*hard_state),
+                    }
+                }
+            }
+            Interrupted::Compaction(snapshot) => {
+                self.log
+                    .retain(|entry| entry.index > snapshot.metadata.index);
+                self.snapshot = Some(snapshot.clone());
+            }
+            Interrupted::Installation {
+                snapshot,
+                hard_state,
+            } => {
+                self.log.clear();
+                self.snapshot = Some(snapshot.clone());
+                self.hard_state = Some(*hard_state);
+            }
+        }
+    }
+
+    fn term_at(&self, index: u64) -> Option<u64> {
+        self.log
+            .iter()
+            .find(|entry| entry.index.0 == index)
+            .map(|entry| entry.term.0)
     }
 
     fn expected_hard_state(&self) -> HardState {
@@ -119,13 +179,6 @@ impl Model {
             && recovered.state.snapshot == self.snapshot
             && recovered.state.entries == self.log
     }
-}
-
-/// One Ready's records in WAL order.
-#[derive(Clone, Debug)]
-enum Record {
-    Entry(Entry),
-    HardState(HardState),
 }
 
 fn snapshot(index: u64, term: u64) -> Snapshot {
@@ -152,8 +205,7 @@ struct Harness {
     storage: Option<RaftStorage>,
     model: Model,
     term: u64,
-    /// The records of the Ready whose write failed (possibly partly on disk).
-    interrupted: Option<Vec<Record>>,
+    interrupted: Option<Interrupted>,
 }
 
 impl Harness {
@@ -184,6 +236,10 @@ impl Harness {
         records
     }
 
+    fn storage(&mut self) -> &mut RaftStorage {
+        self.storage.as_mut().expect("storage is open")
+    }
+
     fn persist(&mut self, records: &[Record]) -> Result<(), StorageError> {
         let entries: Vec<Entry> = records
             .iter()
@@ -196,24 +252,42 @@ impl Harness {
             Record::HardState(hard_state) => Some(*hard_state),
             Record::Entry(_) => None,
         });
-        let storage = self.storage.as_mut().expect("storage is open");
-        storage.persist(hard_state.as_ref(), &entries, None)
+        self.storage().persist(hard_state.as_ref(), &entries, None)
     }
 
-    fn apply(model: &mut Model, records: &[Record]) {
-        for record in records {
-            match record {
-                Record::Entry(entry) => model.append(entry.clone()),
-                Record::HardState(hard_state) => model.hard_state = Some(*hard_state),
+    /// Runs `call` with syncs failing after `syncs_before_failure` (if set);
+    /// records `operation` as interrupted when it fails, applies it to the
+    /// model when it succeeds.
+    fn attempt(
+        &mut self,
+        operation: Interrupted,
+        syncs_before_failure: Option<u64>,
+        call: impl FnOnce(&mut Harness) -> Result<(), StorageError>,
+    ) -> Result<(), TestCaseError> {
+        if let Some(successful_syncs) = syncs_before_failure {
+            self.disk.fail_syncs_after(successful_syncs);
+        }
+        let result = call(self);
+        self.disk.set_fail_syncs(false);
+        match result {
+            Ok(()) => self.model.apply(&operation),
+            Err(error) => {
+                prop_assert!(
+                    syncs_before_failure.is_some(),
+                    "unexpected failure: {error}"
+                );
+                prop_assert!(
+                    self.storage().poisoned().is_some(),
+                    "failure did not poison"
+                );
+                self.interrupted = Some(operation);
             }
         }
+        Ok(())
     }
 
     fn run(&mut self, operation: &Operation) -> Result<(), TestCaseError> {
-        let poisoned = self
-            .storage
-            .as_ref()
-            .is_some_and(|storage| storage.poisoned().is_some());
+        let poisoned = self.storage().poisoned().is_some();
         if poisoned && !matches!(operation, Operation::Crash { .. }) {
             return Ok(()); // a poisoned node stops; only a restart follows
         }
@@ -222,23 +296,13 @@ impl Harness {
                 overwrite,
                 count,
                 with_hard_state,
+                syncs_before_failure,
             } => {
                 let records = self.ready(overwrite, count, with_hard_state);
-                self.persist(&records)
-                    .map_err(|error| TestCaseError::fail(error.to_string()))?;
-                Harness::apply(&mut self.model, &records);
-            }
-            Operation::PersistFailingSync {
-                overwrite,
-                count,
-                with_hard_state,
-            } => {
-                let records = self.ready(overwrite, count, with_hard_state);
-                self.disk.set_fail_syncs(true);
-                let result = self.persist(&records);
-                self.disk.set_fail_syncs(false);
-                prop_assert!(result.is_err(), "persist acknowledged a failed fsync");
-                self.interrupted = Some(records);
+                let operation = Interrupted::Ready(records.clone());
+                self.attempt(operation, syncs_before_failure, |harness| {
+                    harness.persist(&records)
+                })?;
             }
             Operation::PersistDiskFull { count } => {
                 let records = self.ready(0, count, true);
@@ -250,64 +314,42 @@ impl Harness {
                     "persist on a full disk: {result:?}"
                 );
             }
-            Operation::SaveSnapshot { behind } => {
+            Operation::SaveSnapshot {
+                behind,
+                syncs_before_failure,
+            } => {
                 let last = self.model.last_index();
                 let index = last.saturating_sub(behind).max(self.model.snapshot_index());
-                let Some(term) = self
-                    .model
-                    .log
-                    .iter()
-                    .find(|entry| entry.index.0 == index)
-                    .map(|entry| entry.term.0)
-                else {
+                let Some(term) = self.model.term_at(index) else {
                     return Ok(()); // nothing new to compact
                 };
                 let snapshot = snapshot(index, term);
-                let storage = self.storage.as_mut().expect("storage is open");
-                storage
-                    .save_snapshot(&snapshot)
-                    .map_err(|error| TestCaseError::fail(error.to_string()))?;
-                self.model.log.retain(|entry| entry.index.0 > index);
-                self.model.snapshot = Some(snapshot);
+                let operation = Interrupted::Compaction(snapshot.clone());
+                self.attempt(operation, syncs_before_failure, |harness| {
+                    harness.storage().save_snapshot(&snapshot)
+                })?;
             }
-            Operation::SaveSnapshotFailingSync { behind } => {
-                let last = self.model.last_index();
-                let index = last.saturating_sub(behind).max(self.model.snapshot_index());
-                let Some(term) = self
-                    .model
-                    .log
-                    .iter()
-                    .find(|entry| entry.index.0 == index)
-                    .map(|entry| entry.term.0)
-                else {
-                    return Ok(());
-                };
-                let storage = self.storage.as_mut().expect("storage is open");
-                self.disk.set_fail_syncs(true);
-                let result = storage.save_snapshot(&snapshot(index, term));
-                self.disk.set_fail_syncs(false);
-                prop_assert!(result.is_err(), "save_snapshot acknowledged a failed fsync");
-                prop_assert!(storage.poisoned().is_some());
-            }
-            Operation::InstallSnapshot { ahead } => {
-                let index = self.model.last_index() + ahead;
-                if index == 0 {
-                    return Ok(());
-                }
+            Operation::InstallSnapshot {
+                ahead,
+                syncs_before_failure,
+            } => {
                 self.term += 1;
+                let index = self.model.last_index() + ahead;
                 let snapshot = snapshot(index, self.term);
                 let hard_state = HardState {
                     term: Term(self.term),
                     vote: None,
                     commit: Index(index),
                 };
-                let storage = self.storage.as_mut().expect("storage is open");
-                storage
-                    .persist(Some(&hard_state), &[], Some(&snapshot))
-                    .map_err(|error| TestCaseError::fail(error.to_string()))?;
-                self.model.log.clear();
-                self.model.snapshot = Some(snapshot);
-                self.model.hard_state = Some(hard_state);
+                let operation = Interrupted::Installation {
+                    snapshot: snapshot.clone(),
+                    hard_state,
+                };
+                self.attempt(operation, syncs_before_failure, |harness| {
+                    harness
+                        .storage()
+                        .persist(Some(&hard_state), &[], Some(&snapshot))
+                })?;
             }
             Operation::Crash { tear } => self.crash(tear)?,
         }
@@ -326,18 +368,25 @@ impl Harness {
         };
         let (storage, recovered) = open(&self.disk);
         self.storage = Some(storage);
-        let interrupted = self.interrupted.take().unwrap_or_default();
+        let interrupted = self.interrupted.take();
         if self.model.matches(&recovered) {
             return Ok(());
         }
-        // A Ready is all or nothing; only a torn write (whose zeroed range
-        // happened to cover only zero bytes) may leave a whole interrupted
-        // Ready behind.
-        let mut whole = self.model.clone();
-        Harness::apply(&mut whole, &interrupted);
-        if torn.is_some() && whole.matches(&recovered) {
-            self.model = whole;
-            return Ok(());
+        if let Some(operation) = &interrupted {
+            // A Ready whose batch sync failed survives only through a torn
+            // write (whose zeroed range happened to cover only zero bytes); a
+            // snapshot survives if its marker was synced before a later sync
+            // (directory, release) failed.
+            let may_survive = match operation {
+                Interrupted::Ready(_) => torn.is_some(),
+                Interrupted::Compaction(_) | Interrupted::Installation { .. } => true,
+            };
+            let mut whole = self.model.clone();
+            whole.apply(operation);
+            if may_survive && whole.matches(&recovered) {
+                self.model = whole;
+                return Ok(());
+            }
         }
         Err(TestCaseError::fail(format!(
             "recovered state matches no allowed state\n  recovered: {:?}\n  acknowledged: \
@@ -348,10 +397,10 @@ impl Harness {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 160, ..ProptestConfig::default() })]
 
     #[test]
-    fn crashes_lose_exactly_the_unacknowledged_suffix(
+    fn crashes_lose_exactly_the_unacknowledged_operation(
         seed in any::<u64>(),
         operations in proptest::collection::vec(operation(), 1..40),
     ) {

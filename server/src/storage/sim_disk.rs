@@ -17,9 +17,9 @@
 //!   system persisted the new file size and some of the pages but not others.
 //! - **Bit flip** ([`SimDisk::flip_bit`]): flips one bit of a file, in both
 //!   images, as media corruption would.
-//! - **Failed fsync** ([`SimDisk::set_fail_syncs`]): file and directory syncs
-//!   (and the sync inside truncate) return an I/O error and make nothing
-//!   durable.
+//! - **Failed fsync** ([`SimDisk::set_fail_syncs`], or from a chosen sync
+//!   on with [`SimDisk::fail_syncs_after`]): file and directory syncs (and
+//!   the sync inside truncate) return an I/O error and make nothing durable.
 //! - **Disk full** ([`SimDisk::set_full`]): appends and creates fail with
 //!   `StorageFull` and write nothing.
 //!
@@ -164,6 +164,8 @@ struct SimDiskState {
     directories: BTreeSet<PathBuf>,
     last_unsynced_append: Option<UnsyncedAppend>,
     fail_syncs: bool,
+    /// When set, this many more syncs succeed and then `fail_syncs` turns on.
+    syncs_before_failure: Option<u64>,
     full: bool,
     stats: SimDiskStats,
 }
@@ -203,6 +205,20 @@ impl SimDiskState {
         self.names.get(path).copied().ok_or_else(|| not_found(path))
     }
 
+    /// Whether the sync being attempted fails (counting down
+    /// `syncs_before_failure`).
+    fn sync_fails(&mut self) -> bool {
+        if let Some(remaining) = self.syncs_before_failure {
+            if remaining == 0 {
+                self.syncs_before_failure = None;
+                self.fail_syncs = true;
+            } else {
+                self.syncs_before_failure = Some(remaining - 1);
+            }
+        }
+        self.fail_syncs
+    }
+
     /// Drops inodes no name refers to, volatile or durable.
     fn collect_garbage(&mut self) {
         let referenced: BTreeSet<u64> = self
@@ -229,6 +245,7 @@ impl SimDisk {
                 directories: BTreeSet::new(),
                 last_unsynced_append: None,
                 fail_syncs: false,
+                syncs_before_failure: None,
                 full: false,
                 stats: SimDiskStats::default(),
             })),
@@ -360,9 +377,21 @@ impl SimDisk {
         Ok(())
     }
 
-    /// While `fail` is true, every sync fails with an I/O error.
+    /// While `fail` is true, every sync fails with an I/O error. Setting it
+    /// either way cancels [`SimDisk::fail_syncs_after`].
     pub fn set_fail_syncs(&self, fail: bool) {
-        self.lock().fail_syncs = fail;
+        let mut state = self.lock();
+        state.fail_syncs = fail;
+        state.syncs_before_failure = None;
+    }
+
+    /// Lets the next `successful_syncs` syncs (file, directory or truncate)
+    /// succeed, then fails every sync as [`SimDisk::set_fail_syncs`] does,
+    /// so a test can fail each sync point of an operation in turn.
+    pub fn fail_syncs_after(&self, successful_syncs: u64) {
+        let mut state = self.lock();
+        state.fail_syncs = false;
+        state.syncs_before_failure = Some(successful_syncs);
     }
 
     /// While `full` is true, appends and creates fail with `StorageFull`.
@@ -498,7 +527,7 @@ impl Disk for SimDisk {
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
         let mut state = self.lock();
         let inode_id = state.inode_of(path)?;
-        let fail_syncs = state.fail_syncs;
+        let fail_syncs = state.sync_fails();
         let new_len = usize::try_from(len).unwrap_or(usize::MAX);
         let inode = state
             .inodes
@@ -548,7 +577,7 @@ impl Disk for SimDisk {
         if !state.directories.contains(path) {
             return Err(not_found(path));
         }
-        if state.fail_syncs {
+        if state.sync_fails() {
             state.stats.sync_failures += 1;
             return Err(injected_sync_failure(path));
         }
@@ -616,7 +645,7 @@ impl DiskFile for SimFile {
     fn sync(&mut self) -> io::Result<()> {
         let mut state = self.disk.lock();
         self.check_fresh(&state)?;
-        if state.fail_syncs {
+        if state.sync_fails() {
             state.stats.sync_failures += 1;
             return Err(injected_sync_failure(&self.path));
         }
@@ -743,6 +772,20 @@ mod tests {
         disk.crash();
         assert_eq!(disk.read(&path).unwrap(), b"");
         assert_eq!(disk.stats().sync_failures, 2);
+    }
+
+    #[test]
+    fn syncs_fail_after_the_countdown() {
+        let disk = SimDisk::new(1);
+        disk.create_dir_all(&dir()).unwrap();
+        let mut file = disk.create(&dir().join("a")).unwrap();
+        disk.fail_syncs_after(2);
+        file.sync().unwrap();
+        disk.sync_dir(&dir()).unwrap();
+        assert!(file.sync().is_err());
+        assert!(file.sync().is_err(), "failures persist");
+        disk.set_fail_syncs(false);
+        file.sync().unwrap();
     }
 
     #[test]

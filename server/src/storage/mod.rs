@@ -3,7 +3,8 @@
 //! [`RaftStorage`] is what the node driver uses. Per Ready it calls
 //! [`RaftStorage::persist`] before sending the Ready's messages: the hard
 //! state, entries and received snapshot become durable together (one WAL
-//! write and one fsync). After the application has applied enough entries
+//! write and one fsync), and after a crash a Ready is recovered whole or not
+//! at all. After the application has applied enough entries
 //! (the driver's `--snapshot-count`), the driver hands a snapshot of its
 //! state to [`RaftStorage::save_snapshot`], which writes the snapshot file
 //! and releases the WAL segments it covers. On restart,
@@ -57,6 +58,12 @@ pub use self::wal::segment::SEGMENT_BYTES_MAX_DEFAULT;
 use self::snapshot::SnapshotStore;
 use self::wal::record::SnapshotMarker;
 use self::wal::Wal;
+
+/// The default number of applied entries between snapshots (etcd's
+/// `--snapshot-count` default). The driver decides when to call
+/// [`RaftStorage::save_snapshot`]; this is the bound it should use unless
+/// configured otherwise.
+pub const SNAPSHOT_COUNT_DEFAULT: u64 = 10_000;
 
 /// The WAL's subdirectory of the data directory.
 pub const WAL_DIRECTORY: &str = "wal";
@@ -147,9 +154,21 @@ impl RaftStorage {
         let directory = directory.to_path_buf();
         let wal_directory = directory.join(WAL_DIRECTORY);
         let snapshot_directory = directory.join(SNAPSHOT_DIRECTORY);
+        let existed = disk
+            .exists(&directory)
+            .map_err(|error| StorageError::io("stat", &directory, error))?;
         for path in [&directory, &wal_directory, &snapshot_directory] {
             disk.create_dir_all(path)
                 .map_err(|error| StorageError::io("create directory", path, error))?;
+        }
+        let parent = directory
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty());
+        if let (false, Some(parent)) = (existed, parent) {
+            // Make the new data directory's own entry durable. NB: a relative
+            // data directory's parent is the working directory, not synced.
+            disk.sync_dir(parent)
+                .map_err(|error| StorageError::io("sync directory", parent, error))?;
         }
         disk.sync_dir(&directory)
             .map_err(|error| StorageError::io("sync directory", &directory, error))?;

@@ -316,7 +316,159 @@ fn scan_batch(
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
+    use cairn_core::raft::{Entry, EntryKind, HardState, Term};
+
+    use super::super::record::{encode_record, RecordKind};
     use super::*;
+
+    const NAME: SegmentName = SegmentName {
+        sequence: 3,
+        first_index: Index(7),
+    };
+
+    fn path() -> PathBuf {
+        PathBuf::from("/data/wal").join(NAME.file_name())
+    }
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            term: Term(1),
+            index: Index(index),
+            kind: EntryKind::Normal,
+            data: vec![1; 5],
+        }
+    }
+
+    /// Appends a batch of `entries` and returns the offset it starts at.
+    fn push_batch(bytes: &mut Vec<u8>, entries: &[Entry]) -> usize {
+        let mut records = Vec::new();
+        for entry in entries {
+            encode_record(RecordKind::Entry, entry, &mut records).unwrap();
+        }
+        let start = bytes.len();
+        let batch = BatchStart {
+            bytes: records.len() as u64,
+        };
+        encode_record(RecordKind::BatchStart, &batch, bytes).unwrap();
+        bytes.extend_from_slice(&records);
+        start
+    }
+
+    fn head() -> Vec<u8> {
+        let mut bytes = Vec::new();
+        encode_record(RecordKind::SegmentHeader, &NAME.header(), &mut bytes).unwrap();
+        encode_record(RecordKind::HardState, &HardState::default(), &mut bytes).unwrap();
+        bytes
+    }
+
+    fn entries_of(scanned: &ScannedSegment) -> Vec<u64> {
+        scanned
+            .records
+            .iter()
+            .filter_map(|(_, record)| match record {
+                WalRecord::Entry(entry) => Some(entry.index.0),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn whole_batches_are_read_back() {
+        let mut bytes = head();
+        push_batch(&mut bytes, &[entry(7), entry(8)]);
+        push_batch(&mut bytes, &[entry(9)]);
+        for is_last in [false, true] {
+            let scanned = scan_segment(&path(), NAME, &bytes, is_last).unwrap();
+            assert_eq!(entries_of(&scanned), vec![7, 8, 9]);
+            assert_eq!(scanned.valid_bytes, bytes.len() as u64);
+            assert_eq!(scanned.torn_tail, None);
+        }
+    }
+
+    #[test]
+    fn hole_in_the_last_batch_cuts_the_batch_whole() {
+        let mut bytes = head();
+        push_batch(&mut bytes, &[entry(7)]);
+        let last = push_batch(&mut bytes, &[entry(8), entry(9), entry(10)]);
+        // Zero the first record of the last batch; later records stay valid.
+        bytes[last + 25..last + 40].fill(0);
+        let scanned = scan_segment(&path(), NAME, &bytes, true).unwrap();
+        assert_eq!(entries_of(&scanned), vec![7]);
+        assert_eq!(scanned.valid_bytes, last as u64);
+        let error = scan_segment(&path(), NAME, &bytes, false).unwrap_err();
+        assert!(error.to_string().contains("not the last"), "{error}");
+    }
+
+    #[test]
+    fn damaged_batch_followed_by_another_is_corruption() {
+        let mut bytes = head();
+        let first = push_batch(&mut bytes, &[entry(7), entry(8)]);
+        push_batch(&mut bytes, &[entry(9)]);
+        bytes[first + 30] ^= 0x10;
+        let error = scan_segment(&path(), NAME, &bytes, true).unwrap_err();
+        let StorageError::Corrupted { offset, reason, .. } = &error else {
+            panic!("expected Corrupted, got {error}");
+        };
+        assert!(*offset as usize > first, "offset {offset}");
+        assert!(reason.contains("bytes follow the batch"), "{reason}");
+    }
+
+    #[test]
+    fn damaged_batch_start_followed_by_another_batch_is_corruption() {
+        let mut bytes = head();
+        let first = push_batch(&mut bytes, &[entry(7)]);
+        push_batch(&mut bytes, &[entry(8)]);
+        bytes[first + 2] ^= 0x01;
+        let error = scan_segment(&path(), NAME, &bytes, true).unwrap_err();
+        assert!(
+            error.to_string().contains("followed by a valid batch"),
+            "{error}"
+        );
+        assert!(
+            error.to_string().contains(&format!("offset {first}")),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn record_outside_a_batch_is_corruption() {
+        let mut bytes = head();
+        push_batch(&mut bytes, &[entry(7)]);
+        encode_record(RecordKind::Entry, &entry(8), &mut bytes).unwrap();
+        let error = scan_segment(&path(), NAME, &bytes, true).unwrap_err();
+        assert!(error.to_string().contains("outside a batch"), "{error}");
+    }
+
+    #[test]
+    fn segment_under_the_wrong_name_is_refused() {
+        let bytes = head();
+        let other = SegmentName {
+            sequence: 4,
+            first_index: Index(7),
+        };
+        let error = scan_segment(&path(), other, &bytes, true).unwrap_err();
+        assert!(
+            error.to_string().contains("does not match the file name"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn every_prefix_of_the_last_segment_is_a_clean_cut() {
+        let mut bytes = head();
+        let head_bytes = bytes.len();
+        let second = {
+            push_batch(&mut bytes, &[entry(7)]);
+            push_batch(&mut bytes, &[entry(8), entry(9)])
+        };
+        for len in head_bytes..bytes.len() {
+            let scanned = scan_segment(&path(), NAME, &bytes[..len], true).unwrap();
+            let expected: Vec<u64> = if len < second { vec![] } else { vec![7] };
+            assert_eq!(entries_of(&scanned), expected, "prefix {len}");
+        }
+    }
 
     #[test]
     fn names_round_trip_and_sort_in_log_order() {

@@ -431,6 +431,14 @@ impl KvStore {
         self.leases.renew(id, now_ms)
     }
 
+    /// Leader only: checkpoints to propose soon after keep-alives. A lease
+    /// renewed while it has a checkpointed remaining TTL needs that
+    /// remainder cleared (a checkpoint of 0), or a new leader would start it
+    /// from the stale remainder; etcd proposes this on renew. Drained by the call.
+    pub fn lease_renewal_checkpoints(&mut self) -> Vec<LeaseCheckpoint> {
+        self.leases.take_renewal_checkpoints()
+    }
+
     /// Leader only: leases whose deadline has passed (to propose revokes
     /// for), earliest deadline first. A lease stays listed until its revoke
     /// is applied; the driver must not re-propose it on every call.

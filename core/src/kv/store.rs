@@ -44,7 +44,8 @@ const SNAPSHOT_FORMAT: u32 = 1;
 /// Limits of the state machine (etcd's defaults in [`KvConfig::default`]).
 #[derive(Clone, Debug)]
 pub struct KvConfig {
-    /// At most this many ops in one txn, nested ops included (etcd: 128).
+    /// At most this many of each of compares, success ops and failure ops
+    /// in a txn; a nested txn gets what its parent leaves (etcd: 128).
     pub txn_ops_max: usize,
     /// At most this many bytes in one request (etcd: 1.5 MiB).
     pub request_bytes_max: usize,

@@ -85,7 +85,8 @@ pub enum Operation {
         /// The key.
         key: Vec<u8>,
     },
-    /// `Txn(if comparison then put(key, value) else range(key))`.
+    /// `Txn(if comparison then put(key, value, lease) else range(key))`;
+    /// with `Comparison::Absent` and a lease it is a lock acquisition.
     CompareAndSwap {
         /// The key compared and written.
         key: Vec<u8>,
@@ -93,6 +94,8 @@ pub enum Operation {
         comparison: Comparison,
         /// The value written when the compare holds.
         value: Vec<u8>,
+        /// The lease the put attaches, 0 for none.
+        lease: LeaseId,
     },
     /// `Range(prefix, prefix_end(prefix))`, without limit.
     RangePrefix {

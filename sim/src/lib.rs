@@ -8,16 +8,22 @@
 //! streams and per-step Raft observations; the [`checker`]s then judge them:
 //!
 //! ```text
-//! let scenario = Scenario::parse(name, &text)?;
+//! let scenario = Scenario::parse(&path, &text)?;          // line-numbered errors
 //! let parameters = SwarmParameters::draw(&scenario, seed);
-//! println!("{parameters}");                      // logged first
-//! // ... run: history.invoke/complete, event_log.record, raft.observe ...
+//! println!("{parameters}");                               // logged first
+//! // During the run:
+//! //   history.invoke / complete / fail / indeterminate   per client attempt
+//! //   event_log.record(node, revision, events, now)?     per applied revision
+//! //   raft.observe(now, &NodeObservation { .. })?        per node, per step
+//! //   sessions.push(WatchSession { .. })                 per watch
 //! history.close();
-//! check_linearizability(&history, &LinearizabilityConfig::default());
+//! check_linearizability(&history, Some(&event_log), &LinearizabilityConfig::default());
 //! check_revisions(&history, Some(&event_log));
 //! check_watches(&event_log, &compactions, &sessions);
-//! check_durability(&history, &final_state);
-//! check_leases(&history, &event_log, &revocations, &LeaseCheckConfig::default());
+//! check_durability(&history, Some(&event_log), &final_state);
+//! check_leases(&history, &event_log, &revocations, &LeaseCheckConfig {
+//!     tick_rate_percent_max: parameters.tick_rate_percent_max(),
+//! });
 //! ```
 //!
 //! Everything in this crate outside the runner is pure: it builds and

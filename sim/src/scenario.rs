@@ -952,6 +952,7 @@ impl Parser<'_> {
             Some((line, value)) => self.checks(line, value)?,
         };
         let nemesis = self.nemesis_kind(duration)?;
+        self.check_node_targets(cluster_size, &nemesis)?;
         Ok(Scenario {
             name,
             description,
@@ -967,6 +968,39 @@ impl Parser<'_> {
             checks,
             nemesis,
         })
+    }
+
+    /// A `node <n>` target needs a fixed cluster size of at least `n`.
+    fn check_node_targets(
+        &self,
+        cluster_size: Option<Span<u32>>,
+        nemesis: &Nemesis,
+    ) -> Result<(), ScenarioError> {
+        let targets: Vec<(usize, Option<Target>)> = match nemesis {
+            Nemesis::Scripted(steps) => steps
+                .iter()
+                .map(|step| (step.line, step.fault.target))
+                .collect(),
+            Nemesis::Random(faults) => faults
+                .iter()
+                .map(|fault| (fault.line, fault.fault.target))
+                .collect(),
+            Nemesis::None | Nemesis::Swarm => Vec::new(),
+        };
+        for (line, target) in targets {
+            let Some(Target::Node(node)) = target else {
+                continue;
+            };
+            let smallest = cluster_size.map(|span| span.low);
+            if smallest.is_none_or(|smallest| node > smallest) {
+                let expected = match smallest {
+                    Some(smallest) => format!("a member number 1..{smallest} (cluster_size)"),
+                    None => "a fixed cluster_size setting when naming members".to_string(),
+                };
+                return Err(self.bad(line, "node", &node.to_string(), &expected));
+            }
+        }
+        Ok(())
     }
 
     fn workload(&self, line: usize, value: &str) -> Result<WorkloadMix, ScenarioError> {

@@ -9,18 +9,21 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use cairn_core::kv::{KeyValue, Revision};
+use cairn_core::kv::{Event, KeyValue, LeaseId, Revision};
+use cairn_core::raft::NodeId;
 use cairn_sim::checker::linearizable::{
     check_linearizability, LinearizabilityConfig, PartitionVerdict,
 };
+use cairn_sim::event_log::EventLog;
 use cairn_sim::history::{
     ClientId, Comparison, Consistency, History, Operation, OperationResult, SwapOutcome,
 };
+use cairn_sim::time::SimTime;
 use common::*;
 use proptest::prelude::*;
 
 fn check(history: &History) -> cairn_sim::checker::linearizable::LinearizabilityReport {
-    check_linearizability(history, &LinearizabilityConfig::default())
+    check_linearizability(history, None, &LinearizabilityConfig::default())
 }
 
 #[test]
@@ -408,6 +411,7 @@ fn exhausted_budget_is_unknown_never_ok() {
     );
     let report = check_linearizability(
         &history,
+        None,
         &LinearizabilityConfig {
             steps_per_partition_max: 50,
             ..LinearizabilityConfig::default()
@@ -440,11 +444,13 @@ fn partitions_are_independent_and_in_key_order() {
 // Property tests: histories produced by a correct store are linearizable,
 // and a read result no write could have produced is never called ok.
 
-/// A naive etcd store: a global revision and a map of key-values.
-#[derive(Default)]
+/// A naive etcd store: a global revision and a map of key-values, logging
+/// every revision's events as the committed log would.
 struct NaiveStore {
     revision: Revision,
     kvs: BTreeMap<Vec<u8>, KeyValue>,
+    log: EventLog,
+    now: SimTime,
 }
 
 impl NaiveStore {
@@ -452,10 +458,18 @@ impl NaiveStore {
         NaiveStore {
             revision: 1,
             kvs: BTreeMap::new(),
+            log: EventLog::new(1),
+            now: SimTime::ZERO,
         }
     }
 
-    fn put(&mut self, key: &[u8], value: &[u8]) -> Revision {
+    fn commit(&mut self, event: Event) {
+        self.log
+            .record(NodeId(1), self.revision, vec![event], self.now)
+            .expect("one writer");
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8], lease: LeaseId) -> Revision {
         self.revision += 1;
         let revision = self.revision;
         let kv = match self.kvs.get(key) {
@@ -463,6 +477,7 @@ impl NaiveStore {
                 mod_revision: revision,
                 version: old.version + 1,
                 value: value.to_vec(),
+                lease,
                 ..old.clone()
             },
             None => KeyValue {
@@ -471,17 +486,18 @@ impl NaiveStore {
                 mod_revision: revision,
                 version: 1,
                 value: value.to_vec(),
-                lease: 0,
+                lease,
             },
         };
-        self.kvs.insert(key.to_vec(), kv);
+        self.kvs.insert(key.to_vec(), kv.clone());
+        self.commit(put_event(kv));
         revision
     }
 
     fn apply(&mut self, operation: &Operation) -> OperationResult {
         match operation {
-            Operation::Put { key, value, .. } => OperationResult::Put {
-                revision: self.put(key, value),
+            Operation::Put { key, value, lease } => OperationResult::Put {
+                revision: self.put(key, value, *lease),
             },
             Operation::Get { key, .. } => OperationResult::Get {
                 revision: self.revision,
@@ -490,6 +506,8 @@ impl NaiveStore {
             Operation::Delete { key } => {
                 if self.kvs.remove(key).is_some() {
                     self.revision += 1;
+                    let key = String::from_utf8_lossy(key).into_owned();
+                    self.commit(delete_event(&key, self.revision));
                     OperationResult::Delete {
                         revision: self.revision,
                         deleted: 1,
@@ -505,6 +523,7 @@ impl NaiveStore {
                 key,
                 comparison,
                 value,
+                lease,
             } => {
                 let current = self.kvs.get(key).cloned();
                 let holds = match comparison {
@@ -520,7 +539,7 @@ impl NaiveStore {
                     Comparison::Absent => current.is_none(),
                 };
                 if holds {
-                    let revision = self.put(key, value);
+                    let revision = self.put(key, value, *lease);
                     OperationResult::CompareAndSwap {
                         revision,
                         outcome: SwapOutcome::Swapped,
@@ -554,7 +573,9 @@ fn draw_operation(kind: u8, key: u8, selector: u8, sequence: usize) -> Operation
     let key = format!("k/{key}");
     let value = format!("v{sequence}");
     match kind % 6 {
-        0 | 1 => put(&key, &value),
+        0 => put(&key, &value),
+        // Leased keys may vanish in the model; here the lease never expires.
+        1 => put_leased(&key, &value, 5),
         2 => get(&key),
         3 => delete(&key),
         4 => Operation::CompareAndSwap {
@@ -568,6 +589,7 @@ fn draw_operation(kind: u8, key: u8, selector: u8, sequence: usize) -> Operation
                 _ => Comparison::ModRevisionEquals(i64::try_from(sequence).unwrap_or(0)),
             },
             value: value.into(),
+            lease: if selector.is_multiple_of(2) { 0 } else { 5 },
         },
         _ => Operation::RangePrefix {
             prefix: b"k/".to_vec(),
@@ -578,12 +600,13 @@ fn draw_operation(kind: u8, key: u8, selector: u8, sequence: usize) -> Operation
 
 /// Executes drawn operations one by one at linearization points 1000 ms
 /// apart (in the drawn order), and gives each a window around its point.
-fn correct_history(draws: &[Draw]) -> History {
+fn correct_history(draws: &[Draw]) -> (History, EventLog) {
     let mut store = NaiveStore::new();
     let mut records = Vec::new();
     for (sequence, (kind, key, selector, before, after, lost)) in draws.iter().enumerate() {
         let operation = draw_operation(*kind, *key, *selector, sequence);
         let point = 10_000 + 1_000 * u64::try_from(sequence).expect("small");
+        store.now = ms(point);
         let result = store.apply(&operation);
         let invoked = point - u64::from(*before % 3_000);
         let completed = point + u64::from(*after % 3_000);
@@ -600,7 +623,7 @@ fn correct_history(draws: &[Draw]) -> History {
             history.complete(id, ms(completed), result);
         }
     }
-    history
+    (history, store.log)
 }
 
 fn draws() -> impl Strategy<Value = Vec<Draw>> {
@@ -622,14 +645,17 @@ proptest! {
 
     #[test]
     fn histories_of_a_correct_store_are_linearizable(draws in draws()) {
-        let history = correct_history(&draws);
+        let (history, log) = correct_history(&draws);
         let report = check(&history);
         prop_assert!(report.is_ok(), "{report}\n{history:#?}");
+        // The committed log narrows indeterminate writes without changing the verdict.
+        let report = check_linearizability(&history, Some(&log), &LinearizabilityConfig::default());
+        prop_assert!(report.is_ok(), "with log: {report}\n{history:#?}");
     }
 
     #[test]
     fn a_read_of_a_value_nobody_wrote_is_never_ok(draws in draws(), pick in any::<usize>()) {
-        let mut history = correct_history(&draws);
+        let (mut history, log) = correct_history(&draws);
         // Find completed reads that returned a present key and corrupt one.
         let candidates: Vec<usize> = history
             .records()
@@ -666,5 +692,48 @@ proptest! {
         let report = check(&history);
         prop_assert!(!report.is_ok(), "{report}");
         prop_assert!(report.violation_count() + report.unknown_count() >= 1);
+        let report = check_linearizability(&history, Some(&log), &LinearizabilityConfig::default());
+        prop_assert!(!report.is_ok(), "with log: {report}");
     }
+}
+
+#[test]
+fn the_committed_log_pins_an_indeterminate_write() {
+    // The put timed out, but the log shows it applied at 50 ms; a read that
+    // starts at 100 ms and sees nothing is stale. Without the log the put
+    // could still land later, so the read is fine.
+    let mut history = History::new();
+    lost(&mut history, 1, 0, put("a", "1"));
+    done(&mut history, 2, 100, get("a"), 110, get_ok(2, None));
+    assert!(check(&history).is_ok());
+    let mut log = EventLog::new(1);
+    log.record(NodeId(1), 2, vec![put_event(kv("a", "1", 2, 2, 1))], ms(50))
+        .expect("record");
+    let report = check_linearizability(&history, Some(&log), &LinearizabilityConfig::default());
+    assert_eq!(report.violation_count(), 1, "{report}");
+    assert_eq!(report.indeterminate_resolved_by_log, 1);
+}
+
+#[test]
+fn the_committed_log_drops_writes_that_never_happened() {
+    // A complete log without the timed-out put or delete: both had no
+    // effect, so the history is linearizable and both are resolved.
+    let mut history = History::new();
+    done(&mut history, 1, 0, put("a", "1"), 10, put_ok(2));
+    lost(&mut history, 2, 20, put("a", "2"));
+    lost(&mut history, 3, 30, delete("a"));
+    done(
+        &mut history,
+        1,
+        40,
+        get("a"),
+        50,
+        get_ok(2, Some(kv("a", "1", 2, 2, 1))),
+    );
+    let mut log = EventLog::new(1);
+    log.record(NodeId(1), 2, vec![put_event(kv("a", "1", 2, 2, 1))], ms(5))
+        .expect("record");
+    let report = check_linearizability(&history, Some(&log), &LinearizabilityConfig::default());
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.indeterminate_resolved_by_log, 2);
 }

@@ -243,6 +243,14 @@ fn bad_files_report_the_line_to_fix() {
     ));
     assert_eq!(line, 4);
 
+    let (line, _) = error_line(&format!(
+        "{MINIMAL}cluster_size = 3\ntimeline:\n  at 1s kill node 5\n"
+    ));
+    assert_eq!(line, 6, "node beyond the cluster");
+
+    let (line, _) = error_line(&format!("{MINIMAL}timeline:\n  at 1s kill node 2\n"));
+    assert_eq!(line, 5, "node without a fixed cluster size");
+
     let (_, kind) = error_line(&format!(
         "{MINIMAL}nemesis = swarm\ntimeline:\n  at 1s heal\n"
     ));

@@ -149,7 +149,7 @@ pub fn check_durability(
 }
 
 /// Keys some operation in the history may have deleted: a non-failed
-/// delete, or a put that attached a lease.
+/// delete, or a put (plain or compare-and-swap) that attached a lease.
 fn deletable_keys(history: &History) -> BTreeMap<Vec<u8>, ()> {
     let mut keys = BTreeMap::new();
     for record in history.records() {
@@ -160,7 +160,9 @@ fn deletable_keys(history: &History) -> BTreeMap<Vec<u8>, ()> {
             Operation::Delete { key } => {
                 keys.insert(key.clone(), ());
             }
-            Operation::Put { key, lease, .. } if *lease != 0 => {
+            Operation::Put { key, lease, .. } | Operation::CompareAndSwap { key, lease, .. }
+                if *lease != 0 =>
+            {
                 keys.insert(key.clone(), ());
             }
             _ => {}

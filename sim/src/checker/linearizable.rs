@@ -36,8 +36,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use cairn_core::kv::{KeyValue, LeaseId, Revision};
+use cairn_core::kv::{EventType, KeyValue, LeaseId, Revision};
 
+use crate::event_log::EventLog;
 use crate::history::{
     Comparison, Consistency, History, Operation, OperationId, OperationResult, Outcome, SwapOutcome,
 };
@@ -120,6 +121,9 @@ pub struct LinearizabilityReport {
     pub lease_operations_skipped: usize,
     /// Failed operations (no effect) and indeterminate reads (no information).
     pub uninformative_operations_skipped: usize,
+    /// Indeterminate writes the committed log resolved (took effect at a
+    /// known revision, or never took effect).
+    pub indeterminate_resolved_by_log: usize,
 }
 
 impl LinearizabilityReport {
@@ -163,7 +167,8 @@ impl fmt::Display for LinearizabilityReport {
         writeln!(
             f,
             "linearizability: {} keys: {} ok, {} violated, {} unknown \
-             (skipped: {} serializable reads, {} lease operations, {} uninformative)",
+             (skipped: {} serializable reads, {} lease operations, {} uninformative; \
+             {} indeterminate writes resolved by the log)",
             self.partitions.len(),
             self.linearizable_count(),
             self.violation_count(),
@@ -171,6 +176,7 @@ impl fmt::Display for LinearizabilityReport {
             self.serializable_reads_skipped,
             self.lease_operations_skipped,
             self.uninformative_operations_skipped,
+            self.indeterminate_resolved_by_log,
         )?;
         for partition in &self.partitions {
             match &partition.verdict {
@@ -196,12 +202,18 @@ impl fmt::Display for LinearizabilityReport {
 }
 
 /// Checks every key partition of `history`.
+///
+/// `committed`, when given, is used only to narrow indeterminate writes
+/// (see [`resolve_with_log`]); a narrowed history has fewer linearizations,
+/// so the log can never turn a violation into "ok".
 pub fn check_linearizability(
     history: &History,
+    committed: Option<&EventLog>,
     config: &LinearizabilityConfig,
 ) -> LinearizabilityReport {
     let mut report = LinearizabilityReport::default();
-    let partitions = partition(history, &mut report);
+    let resolutions = committed.map_or_else(BTreeMap::new, |log| resolve_with_log(history, log));
+    let partitions = partition(history, &resolutions, &mut report);
     for (key, operations) in partitions {
         let (verdict, steps) = search(&operations, config);
         if !matches!(verdict, PartitionVerdict::Linearizable) {
@@ -221,6 +233,142 @@ pub fn check_linearizability(
         });
     }
     report
+}
+
+/// What the committed log says about an indeterminate write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Resolution {
+    /// It took effect at `revision`, no later than `by` (first applied).
+    TookEffect { revision: Revision, by: SimTime },
+    /// It never took effect (the log is complete and does not hold it).
+    NoEffect,
+}
+
+/// Put events of the log by (key, value): their revisions and first-apply times.
+type LoggedPuts<'log> = BTreeMap<(&'log [u8], &'log [u8]), Vec<(Revision, SimTime)>>;
+
+/// Narrows indeterminate writes with the committed log.
+///
+/// Workloads write unique values, so a put event of (key, value) in the log
+/// is the one write of that value: it took effect at that revision, before
+/// a member first applied it. When the log is complete (contiguous, and
+/// reaching every revision a completed operation reported), a write whose
+/// value it does not hold never took effect, and an indeterminate delete
+/// invoked after every logged deletion of its key that no acknowledged
+/// delete claims was applied deleted nothing (it would have logged a
+/// deletion after its invocation). Keys that ever had a lease are left
+/// alone (a revocation also deletes). With a truthful log these facts hold in every valid
+/// linearization, so verdicts are unchanged; with an untruthful one the
+/// constraints only remove linearizations, so the verdict is never "ok" by
+/// mistake. What it buys is speed: floating writes (completion +infinity)
+/// are what makes the search explode when proving a violation.
+fn resolve_with_log(history: &History, log: &EventLog) -> BTreeMap<OperationId, Resolution> {
+    let highest_reported = history
+        .records()
+        .iter()
+        .filter_map(|record| Some(record.result()?.revision()))
+        .max()
+        .unwrap_or(0);
+    let exhaustive =
+        log.contiguous_through() == log.last_revision() && log.last_revision() >= highest_reported;
+    let mut puts: LoggedPuts<'_> = BTreeMap::new();
+    let mut deletions: BTreeMap<&[u8], Vec<(Revision, SimTime)>> = BTreeMap::new();
+    let mut leased: BTreeSet<&[u8]> = BTreeSet::new();
+    for (revision, events) in log.iter() {
+        for event in &events.events {
+            match event.kind {
+                EventType::Put => {
+                    if event.kv.lease != 0 {
+                        leased.insert(event.kv.key.as_slice());
+                    }
+                    puts.entry((event.kv.key.as_slice(), event.kv.value.as_slice()))
+                        .or_default()
+                        .push((revision, events.applied_at));
+                }
+                EventType::Delete => {
+                    deletions
+                        .entry(event.kv.key.as_slice())
+                        .or_default()
+                        .push((revision, events.applied_at));
+                }
+            }
+        }
+    }
+    let mut claimed: BTreeMap<&[u8], BTreeSet<Revision>> = BTreeMap::new();
+    for record in history.records() {
+        if let (Operation::Delete { key }, Some(OperationResult::Delete { revision, deleted })) =
+            (&record.operation, record.result())
+        {
+            if *deleted > 0 {
+                claimed.entry(key.as_slice()).or_default().insert(*revision);
+            }
+        }
+    }
+    let mut resolutions = BTreeMap::new();
+    // Indeterminate deletes per key, in invocation order.
+    let mut floating_deletes: BTreeMap<&[u8], Vec<&crate::history::OperationRecord>> =
+        BTreeMap::new();
+    for record in history.records() {
+        if !matches!(
+            record.outcome,
+            Outcome::Pending | Outcome::Indeterminate { .. }
+        ) {
+            continue;
+        }
+        if let Operation::Delete { key } = &record.operation {
+            floating_deletes
+                .entry(key.as_slice())
+                .or_default()
+                .push(record);
+        }
+        let resolution = match &record.operation {
+            Operation::Put { key, value, .. } | Operation::CompareAndSwap { key, value, .. } => {
+                match puts
+                    .get(&(key.as_slice(), value.as_slice()))
+                    .map(Vec::as_slice)
+                {
+                    Some([(revision, applied_at)]) if *applied_at >= record.invoked_at => {
+                        Some(Resolution::TookEffect {
+                            revision: *revision,
+                            by: *applied_at,
+                        })
+                    }
+                    None if exhaustive => Some(Resolution::NoEffect),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        if let Some(resolution) = resolution {
+            resolutions.insert(record.id, resolution);
+        }
+    }
+    if !exhaustive {
+        return resolutions;
+    }
+    // NB: deletes invoked before an unclaimed deletion stay floating. Which
+    // of several candidates caused a deletion is unknown, and pinning the
+    // earliest-invoked one (the only always-valid choice) widens its window
+    // so much that the search slows down more than floating does.
+    for (key, deletes) in floating_deletes {
+        if leased.contains(key) {
+            continue;
+        }
+        let claimed = claimed.get(key);
+        let last_unclaimed_applied_at = deletions.get(key).and_then(|logged| {
+            logged
+                .iter()
+                .filter(|(revision, _)| claimed.is_none_or(|claimed| !claimed.contains(revision)))
+                .map(|(_, applied_at)| *applied_at)
+                .max()
+        });
+        for record in deletes {
+            if last_unclaimed_applied_at.is_none_or(|applied_at| record.invoked_at > applied_at) {
+                resolutions.insert(record.id, Resolution::NoEffect);
+            }
+        }
+    }
+    resolutions
 }
 
 /// A value, interned per partition so states compare cheaply.
@@ -268,6 +416,7 @@ enum ModelInput {
     CompareAndSwap {
         comparison: ModelComparison,
         value: ValueId,
+        lease: LeaseId,
         result: Option<ModelSwap>,
     },
 }
@@ -323,6 +472,7 @@ impl Interner {
 /// Splits the history into per-key operation lists, in key order.
 fn partition(
     history: &History,
+    resolutions: &BTreeMap<OperationId, Resolution>,
     report: &mut LinearizabilityReport,
 ) -> BTreeMap<Vec<u8>, Vec<PartitionOperation>> {
     // Every key the history mentions, so prefix ranges can be projected.
@@ -338,7 +488,7 @@ fn partition(
     let mut interners: BTreeMap<Vec<u8>, Interner> = BTreeMap::new();
     let mut partitions: BTreeMap<Vec<u8>, Vec<PartitionOperation>> = BTreeMap::new();
     for record in history.records() {
-        let (completed_at, result) = match &record.outcome {
+        let (mut completed_at, result) = match &record.outcome {
             Outcome::Completed { at, result } => (Some(*at), Some(result)),
             Outcome::Pending | Outcome::Indeterminate { .. } => (None, None),
             Outcome::Failed { .. } => {
@@ -346,6 +496,20 @@ fn partition(
                 continue;
             }
         };
+        // The revision an indeterminate write took effect at, per the log.
+        let mut resolved_revision = None;
+        match resolutions.get(&record.id) {
+            None => {}
+            Some(Resolution::NoEffect) => {
+                report.indeterminate_resolved_by_log += 1;
+                continue;
+            }
+            Some(Resolution::TookEffect { revision, by }) => {
+                report.indeterminate_resolved_by_log += 1;
+                completed_at = Some(*by);
+                resolved_revision = Some(*revision);
+            }
+        }
         let mut push = |key: &[u8], input: ModelInput| {
             partitions
                 .entry(key.to_vec())
@@ -360,7 +524,7 @@ fn partition(
         match &record.operation {
             Operation::Put { key, value, lease } => {
                 let value = interners.entry(key.clone()).or_default().intern(value);
-                let revision = result.map(OperationResult::revision);
+                let revision = result.map(OperationResult::revision).or(resolved_revision);
                 push(
                     key,
                     ModelInput::Put {
@@ -395,7 +559,7 @@ fn partition(
             Operation::Delete { key } => {
                 let deleted = match result {
                     Some(OperationResult::Delete { deleted, .. }) => Some(*deleted),
-                    _ => None,
+                    _ => resolved_revision.map(|_| 1),
                 };
                 push(key, ModelInput::Delete { deleted });
             }
@@ -403,6 +567,7 @@ fn partition(
                 key,
                 comparison,
                 value,
+                lease,
             } => {
                 let interner = interners.entry(key.clone()).or_default();
                 let comparison = match comparison {
@@ -427,13 +592,14 @@ fn partition(
                             },
                         })
                     }
-                    _ => None,
+                    _ => resolved_revision.map(|revision| ModelSwap::Swapped { revision }),
                 };
                 push(
                     key,
                     ModelInput::CompareAndSwap {
                         comparison,
                         value,
+                        lease: *lease,
                         result,
                     },
                 );
@@ -464,7 +630,90 @@ fn partition(
             }
         }
     }
+    for operations in partitions.values_mut() {
+        anchor_observed_writes(operations);
+    }
     partitions
+}
+
+/// Anchors indeterminate writes that a read observed.
+///
+/// Workloads write unique values, so a read that returned value `v` at
+/// mod_revision `r` observed the one write of `v`: that write took effect
+/// (a compare-and-swap swapped), at revision `r`, before the read completed.
+/// Giving the write that completion time and revision adds only
+/// constraints every valid linearization already satisfies, so verdicts do
+/// not change, but the search no longer has to try placing it anywhere up to
+/// +infinity, which is what makes histories with many timeouts tractable.
+/// Values written more than once in the partition are left alone, as are
+/// values whose observers disagree on the revision (the search reports that).
+fn anchor_observed_writes(operations: &mut [PartitionOperation]) {
+    let mut writers: BTreeMap<ValueId, usize> = BTreeMap::new();
+    for operation in operations.iter() {
+        match &operation.input {
+            ModelInput::Put { value, .. } | ModelInput::CompareAndSwap { value, .. } => {
+                *writers.entry(*value).or_insert(0) += 1;
+            }
+            ModelInput::Read { .. } | ModelInput::Delete { .. } => {}
+        }
+    }
+    // Per value: the earliest completion of an observer, and the revisions seen.
+    let mut observations: BTreeMap<ValueId, (SimTime, BTreeSet<Revision>)> = BTreeMap::new();
+    for operation in operations.iter() {
+        let Some(completed_at) = operation.completed_at else {
+            continue;
+        };
+        let observed = match &operation.input {
+            ModelInput::Read {
+                observed: Some(observed),
+            } => observed,
+            ModelInput::CompareAndSwap {
+                result:
+                    Some(ModelSwap::Refused {
+                        current: Some(observed),
+                    }),
+                ..
+            } => observed,
+            _ => continue,
+        };
+        let entry = observations
+            .entry(observed.value)
+            .or_insert_with(|| (completed_at, BTreeSet::new()));
+        entry.0 = entry.0.min(completed_at);
+        entry.1.insert(observed.mod_revision);
+    }
+    for operation in operations.iter_mut() {
+        if operation.completed_at.is_some() {
+            continue;
+        }
+        let value = match &operation.input {
+            ModelInput::Put { value, .. } | ModelInput::CompareAndSwap { value, .. } => *value,
+            ModelInput::Read { .. } | ModelInput::Delete { .. } => continue,
+        };
+        if writers.get(&value) != Some(&1) {
+            continue;
+        }
+        let Some((observed_by, revisions)) = observations.get(&value) else {
+            continue;
+        };
+        let [revision] = revisions.iter().copied().collect::<Vec<_>>()[..] else {
+            continue;
+        };
+        if *observed_by < operation.invoked_at {
+            // Observed before it was sent: the search will report it.
+            continue;
+        }
+        operation.completed_at = Some(*observed_by);
+        match &mut operation.input {
+            ModelInput::Put {
+                revision: known, ..
+            } => *known = Some(revision),
+            ModelInput::CompareAndSwap { result, .. } => {
+                *result = Some(ModelSwap::Swapped { revision });
+            }
+            ModelInput::Read { .. } | ModelInput::Delete { .. } => {}
+        }
+    }
 }
 
 /// The possible states after applying `input` to `state`; empty when the
@@ -511,6 +760,7 @@ fn apply(state: &KeyState, input: &ModelInput, next: &mut Vec<KeyState>) {
         ModelInput::CompareAndSwap {
             comparison,
             value,
+            lease,
             result,
         } => {
             let holds = evaluate(state, comparison);
@@ -519,7 +769,7 @@ fn apply(state: &KeyState, input: &ModelInput, next: &mut Vec<KeyState>) {
                     return;
                 }
                 let state = assume_holds(state, comparison);
-                if let Some(state) = put(&state, *value, 0, revision) {
+                if let Some(state) = put(&state, *value, *lease, revision) {
                     next.push(state);
                 }
             };
@@ -959,6 +1209,7 @@ mod tests {
         let input = ModelInput::CompareAndSwap {
             comparison: ModelComparison::ModRevisionEquals(4),
             value: 2,
+            lease: 0,
             result: None,
         };
         assert_eq!(step(&state, &input).len(), 2);

@@ -92,6 +92,7 @@ pub fn cas(key: &str, expected: &str, value: &str) -> Operation {
         key: key.into(),
         comparison: Comparison::ValueEquals(expected.into()),
         value: value.into(),
+        lease: 0,
     }
 }
 

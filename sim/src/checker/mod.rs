@@ -9,4 +9,5 @@ pub mod lease;
 pub mod linearizable;
 pub mod raft;
 pub mod revision;
+pub mod verdict;
 pub mod watch;

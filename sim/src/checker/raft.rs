@@ -3,7 +3,9 @@
 //! `Raft::status()`, the log accessors and the KV state hash); the checker
 //! keeps what it has learned across steps and checks:
 //!
-//! - election safety: at most one leader per term, ever;
+//! - election safety: at most one leader per term, ever (counting both
+//!   members in the leader role and the leader followers name for their
+//!   current term);
 //! - log matching: two entries at the same index and term carry the same
 //!   data and follow entries of the same term. By induction this is the
 //!   paper's "identical prefixes", checked as a hash chain one link at a
@@ -301,21 +303,30 @@ impl RaftChecker {
     }
 
     fn check_leader(&mut self, node: &NodeObservation) -> Result<(), RaftViolation> {
-        if node.role != Role::Leader {
-            return Ok(());
-        }
+        // A member acting as leader, or a follower naming the leader of its
+        // current term (it learned it from that leader's messages): either
+        // way, that is the one leader of the term.
+        let leader = if node.role == Role::Leader {
+            Some(node.node)
+        } else {
+            node.leader
+        };
+        let Some(leader) = leader else { return Ok(()) };
         match self.leaders.get(&node.term) {
-            Some(first) if *first != node.node => {
+            Some(first) if *first != leader => {
                 return Err(RaftViolation::TwoLeaders {
                     term: node.term,
                     first: *first,
-                    second: node.node,
+                    second: leader,
                 })
             }
             Some(_) => {}
             None => {
-                self.leaders.insert(node.term, node.node);
+                self.leaders.insert(node.term, leader);
             }
+        }
+        if node.role != Role::Leader {
+            return Ok(());
         }
         // Leader completeness: a leader holds every committed entry.
         if let Some((highest, _)) = self.committed.last_key_value() {

@@ -348,3 +348,13 @@ fn events_beyond_the_log_are_unverifiable_not_ok() {
     assert!(!report.is_ok());
     assert_eq!(report.sessions_unverifiable, 1);
 }
+
+#[test]
+fn a_session_tells_where_to_resume() {
+    let mut watch = WatchSession::new(3, ClientId(2), prefix_request(0, false), ms(10));
+    assert_eq!(watch.resume_revision(), None);
+    watch.receive(ms(11), created(3));
+    assert_eq!(watch.resume_revision(), Some(4));
+    watch.receive(ms(12), events(5, correct_events().remove(3)));
+    assert_eq!(watch.resume_revision(), Some(6));
+}

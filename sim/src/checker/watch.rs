@@ -53,6 +53,56 @@ pub struct WatchSession {
     pub responses: Vec<(SimTime, WatchResponse)>,
 }
 
+impl WatchSession {
+    /// A session whose create request was sent at `created_at`.
+    pub fn new(
+        id: u64,
+        client: ClientId,
+        request: WatchCreateRequest,
+        created_at: SimTime,
+    ) -> WatchSession {
+        WatchSession {
+            id,
+            client,
+            request,
+            created_at,
+            responses: Vec::new(),
+        }
+    }
+
+    /// Records a response for this watch, received at `at`.
+    pub fn receive(&mut self, at: SimTime, response: WatchResponse) {
+        if let Some((last, _)) = self.responses.last() {
+            assert!(
+                at >= *last,
+                "watch {}: response at {at} before the previous at {last}",
+                self.id
+            );
+        }
+        self.responses.push((at, response));
+    }
+
+    /// The revision to resume from after this session ends: one past the
+    /// last delivered event, or the start when nothing was delivered.
+    pub fn resume_revision(&self) -> Option<Revision> {
+        let last_event = self
+            .responses
+            .iter()
+            .flat_map(|(_, response)| response.events.iter())
+            .map(|event| event.kv.mod_revision)
+            .max();
+        match last_event {
+            Some(revision) => Some(revision + 1),
+            None if self.request.start_revision > 0 => Some(self.request.start_revision),
+            None => self
+                .responses
+                .iter()
+                .find(|(_, response)| response.created)
+                .map(|(_, response)| response.header_revision + 1),
+        }
+    }
+}
+
 /// A compaction the workload requested.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Compaction {

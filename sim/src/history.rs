@@ -19,7 +19,7 @@ use cairn_core::kv::{KeyValue, LeaseId, Revision};
 
 use crate::time::SimTime;
 
-/// A simulated client. One client issues one operation at a time.
+/// A simulated client (one connection of the workload).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ClientId(pub u64);
 

@@ -253,3 +253,52 @@ impl Replay<'_> {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(key: &str, revision: Revision) -> Event {
+        Event {
+            kind: EventType::Put,
+            kv: KeyValue {
+                key: key.as_bytes().to_vec(),
+                create_revision: revision,
+                mod_revision: revision,
+                version: 1,
+                value: b"v".to_vec(),
+                lease: 0,
+            },
+            prev_kv: None,
+        }
+    }
+
+    #[test]
+    fn holes_limit_replay_and_coverage() {
+        let mut log = EventLog::new(1);
+        for revision in [2, 3, 5] {
+            log.record(NodeId(1), revision, vec![put("a", revision)], SimTime(0))
+                .expect("record");
+        }
+        assert_eq!(log.last_revision(), 5);
+        assert_eq!(log.contiguous_through(), 3);
+        assert!(log.covers(2, 3));
+        assert!(!log.covers(2, 5));
+        assert!(log.covers(6, 5), "an empty range is covered");
+        assert_eq!(log.range(4, 2).count(), 0);
+        let mut replay = log.replay();
+        assert!(!replay.advance_to(5));
+        assert_eq!(replay.revision(), 3);
+        assert_eq!(replay.state()[b"a".as_slice()].mod_revision, 3);
+    }
+
+    #[test]
+    fn the_earliest_apply_time_is_kept() {
+        let mut log = EventLog::new(1);
+        log.record(NodeId(1), 2, vec![put("a", 2)], SimTime(50))
+            .expect("first");
+        log.record(NodeId(2), 2, vec![put("a", 2)], SimTime(20))
+            .expect("same events");
+        assert_eq!(log.get(2).expect("recorded").applied_at, SimTime(20));
+    }
+}

@@ -375,7 +375,7 @@ fn resolve_with_log(history: &History, log: &EventLog) -> BTreeMap<OperationId, 
 type ValueId = u32;
 
 /// A key as a read saw it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Observed {
     value: ValueId,
     version: i64,
@@ -385,7 +385,7 @@ struct Observed {
 }
 
 /// A compare with its value interned.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum ModelComparison {
     ValueEquals(ValueId),
     VersionEquals(i64),
@@ -393,14 +393,14 @@ enum ModelComparison {
     Absent,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum ModelSwap {
     Swapped { revision: Revision },
     Refused { current: Option<Observed> },
 }
 
 /// One operation as the per-key model sees it; `None` results are unknown.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum ModelInput {
     Put {
         value: ValueId,
@@ -632,8 +632,85 @@ fn partition(
     }
     for operations in partitions.values_mut() {
         anchor_observed_writes(operations);
+        merge_unobserved_values(operations);
     }
     partitions
+}
+
+/// The value id standing for every value no operation of the partition
+/// reads or compares against.
+const UNOBSERVED_VALUE: ValueId = ValueId::MAX;
+
+/// Gives every value that no read returns and no compare names the same id.
+///
+/// Such a value can only ever make an observation fail, and it fails the
+/// same way whichever unobserved value it is, so merging them changes no
+/// verdict. It shrinks the memo, and it makes timed-out writes of
+/// unobserved values interchangeable, which [`symmetry_predecessors`] uses.
+fn merge_unobserved_values(operations: &mut [PartitionOperation]) {
+    let mut observed: BTreeSet<ValueId> = BTreeSet::new();
+    for operation in operations.iter() {
+        match &operation.input {
+            ModelInput::Read {
+                observed: Some(seen),
+            } => {
+                observed.insert(seen.value);
+            }
+            ModelInput::CompareAndSwap {
+                comparison, result, ..
+            } => {
+                if let ModelComparison::ValueEquals(expected) = comparison {
+                    observed.insert(*expected);
+                }
+                if let Some(ModelSwap::Refused {
+                    current: Some(seen),
+                }) = result
+                {
+                    observed.insert(seen.value);
+                }
+            }
+            ModelInput::Read { observed: None }
+            | ModelInput::Put { .. }
+            | ModelInput::Delete { .. } => {}
+        }
+    }
+    for operation in operations.iter_mut() {
+        match &mut operation.input {
+            ModelInput::Put { value, .. } | ModelInput::CompareAndSwap { value, .. } => {
+                if !observed.contains(value) {
+                    *value = UNOBSERVED_VALUE;
+                }
+            }
+            ModelInput::Read { .. } | ModelInput::Delete { .. } => {}
+        }
+    }
+}
+
+/// For each operation, the operation it is interchangeable with that was
+/// invoked just before it, if any.
+///
+/// Two indeterminate operations with the same input (e.g. two timed-out
+/// deletes of the key, or two timed-out puts of unobserved values) have the
+/// same effect and no completion; in any linearization one can stand in for
+/// the other wherever both were already invoked. So the search only ever
+/// linearizes the earliest-invoked of a group not yet linearized: a sound
+/// symmetry reduction that keeps the number of subsets of floating
+/// operations linear instead of exponential.
+fn symmetry_predecessors(operations: &[PartitionOperation]) -> Vec<Option<usize>> {
+    let mut groups: BTreeMap<&ModelInput, Vec<usize>> = BTreeMap::new();
+    for (position, operation) in operations.iter().enumerate() {
+        if operation.completed_at.is_none() {
+            groups.entry(&operation.input).or_default().push(position);
+        }
+    }
+    let mut predecessors = vec![None; operations.len()];
+    for mut members in groups.into_values() {
+        members.sort_by_key(|position| (operations[*position].invoked_at, *position));
+        for pair in members.windows(2) {
+            predecessors[pair[1]] = Some(pair[0]);
+        }
+    }
+    predecessors
 }
 
 /// Anchors indeterminate writes that a read observed.
@@ -928,6 +1005,10 @@ impl OperationSet {
         self.words[position / 64] |= 1 << (position % 64);
     }
 
+    fn contains(&self, position: usize) -> bool {
+        self.words[position / 64] & (1 << (position % 64)) != 0
+    }
+
     fn remove(&mut self, position: usize) {
         self.words[position / 64] &= !(1 << (position % 64));
     }
@@ -1027,6 +1108,7 @@ fn search(
     let words_per_entry = operations.len().div_ceil(64).max(1);
     let memo_entries_max = config.memo_words_max / words_per_entry;
     let mut events = Events::new(operations);
+    let predecessors = symmetry_predecessors(operations);
     let mut linearized = OperationSet::new(operations.len());
     let mut memo: BTreeSet<(OperationSet, KeyState)> = BTreeSet::new();
     let mut stack: Vec<Frame> = Vec::new();
@@ -1071,6 +1153,11 @@ fn search(
         }
         if entry != NIL && events.is_call[entry] {
             let position = events.operation[entry];
+            if predecessors[position].is_some_and(|earlier| !linearized.contains(earlier)) {
+                // An interchangeable, earlier-invoked operation goes first.
+                entry = events.next[entry];
+                continue;
+            }
             let alternatives = step(&state, &operations[position].input);
             let frame = Frame {
                 call: entry,

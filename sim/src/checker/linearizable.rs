@@ -29,6 +29,15 @@
 //! anywhere after their invocation, including after everything else (which
 //! is the same as never taking effect).
 //!
+//! Timed-out writes are what make the search explode (each one can go
+//! anywhere after its invocation), so before searching, every reduction
+//! that cannot change a verdict is applied: a timed-out write whose unique
+//! value a read returned is pinned before that read at the revision it
+//! showed; with the committed [`EventLog`], timed-out writes are pinned to
+//! their logged revision or dropped when they never happened; values nobody
+//! reads are merged; and interchangeable timed-out operations are only ever
+//! linearized earliest-invoked first (symmetry reduction).
+//!
 //! The search is bounded by a step budget per partition; when it runs out
 //! the partition is "unknown", never "ok", and the report counts unknowns.
 //! The budget is a step count, not wall-clock time, so verdicts replay.
@@ -204,7 +213,7 @@ impl fmt::Display for LinearizabilityReport {
 /// Checks every key partition of `history`.
 ///
 /// `committed`, when given, is used only to narrow indeterminate writes
-/// (see [`resolve_with_log`]); a narrowed history has fewer linearizations,
+/// (pinned to their logged revision, or dropped when they never happened); a narrowed history has fewer linearizations,
 /// so the log can never turn a violation into "ok".
 pub fn check_linearizability(
     history: &History,

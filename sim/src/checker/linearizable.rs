@@ -213,8 +213,9 @@ impl fmt::Display for LinearizabilityReport {
 /// Checks every key partition of `history`.
 ///
 /// `committed`, when given, is used only to narrow indeterminate writes
-/// (pinned to their logged revision, or dropped when they never happened); a narrowed history has fewer linearizations,
-/// so the log can never turn a violation into "ok".
+/// (pinned to their logged revision, or dropped when they never happened);
+/// a narrowed history has fewer linearizations, so the log can never turn a
+/// violation into "ok".
 pub fn check_linearizability(
     history: &History,
     committed: Option<&EventLog>,

@@ -246,10 +246,13 @@ pub async fn start(
     );
     let (mut transport, transport_events) = Transport::bind(transport_config).await?;
     transport.set_peers(&peer_urls_by_member(&members, config.member_id));
-    // Members added by entries not yet applied must be reachable already.
+    // Members added by entries not yet applied must be reachable already,
+    // and no snapshot may be taken before those entries apply.
+    let mut last_conf_change_index = Index(0);
     for entry in &recovery.persisted.entries {
-        if entry.index > applied.0 {
+        if entry.index > applied.0 && entry.kind == EntryKind::ConfChange {
             add_peer_from_entry(&mut transport, entry);
+            last_conf_change_index = entry.index;
         }
     }
 
@@ -310,7 +313,7 @@ pub async fn start(
         applied_index: applied.0,
         applied_term: applied.1,
         snapshot_index: applied.0,
-        last_conf_change_index: Index(0),
+        last_conf_change_index,
         pending_proposals: BTreeMap::new(),
         proposal_deadlines: VecDeque::new(),
         reads_unsent: Vec::new(),

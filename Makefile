@@ -1,18 +1,39 @@
-# Cairn's front door. `make run` starts a one-node cluster; `make test` runs
-# every test; `make check` is the lint gate.
+# Cairn's front door.
+#   make run      a one-node cluster on 127.0.0.1:2379 (data in ./default.cairn)
+#   make cluster  three members on 127.0.0.1 (clients 2379/22379/32379), Ctrl-C stops all
+#   make test     every test (installs etcdctl from Debian if missing)
+#   make check    fmt --check, clippy -D warnings, core purity
 SHELL := /bin/bash
 CARGO ?= cargo
+SIM_TARGET_DIR ?= target-sim
 
-.PHONY: help build test check fmt clippy purity
+.PHONY: help build release run cluster test check fmt clippy purity deps-etcd
 
 help:
-	@echo "make test     - run all tests (installs what they need)"
-	@echo "make check    - fmt --check, clippy -D warnings, core purity"
+	@sed -n '2,6p' Makefile | sed 's/^# *//'
 
 build:
 	$(CARGO) build --workspace
 
-test:
+release:
+	$(CARGO) build --release -p cairn-server
+
+run: release
+	./target/release/cairn
+
+cluster: release
+	python3 tests/cluster.py ./target/release/cairn
+
+# etcdctl (the compatibility oracle) and etcd (the benchmark peer) from Debian.
+deps-etcd:
+	@if ! command -v etcdctl >/dev/null || ! command -v etcd >/dev/null; then \
+	  echo "installing etcd-server and etcd-client from Debian"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >/dev/null; \
+	fi
+	@etcdctl version | head -1
+
+test: deps-etcd
+	$(CARGO) build --workspace
 	$(CARGO) nextest run --workspace --no-fail-fast
 
 check: fmt clippy purity

@@ -76,8 +76,55 @@ pub enum KvError {
     /// A TTL above the maximum.
     #[error("etcdserver: too large lease TTL")]
     LeaseTtlTooLarge,
+    /// A leader-only lease operation (keep-alive) on a member that does not
+    /// track lease deadlines; the driver forwards it to the leader.
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    /// Replicated state that fails its consistency checks (a corrupt
+    /// snapshot); `reason` names the first problem found.
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt {
+        /// What is inconsistent.
+        reason: String,
+    },
+    /// A watch whose range_end is not after its key. Never a gRPC status:
+    /// etcd answers it inside the watch stream (created and canceled, this
+    /// message as cancel_reason).
+    #[error("mvcc: watcher range is empty")]
+    WatchRangeEmpty,
+    /// A watch ID the stream already uses. Never a gRPC status: answered in
+    /// the watch stream like [`KvError::WatchRangeEmpty`].
+    #[error("mvcc: duplicate watch ID provided on the WatchStream")]
+    WatchDuplicateId {
+        /// The ID asked for.
+        watch_id: i64,
+    },
 }
 
+// The mapping onto etcd (api/v3rpc/rpctypes/error.go), one line per variant:
+//
+// | variant            | gRPC code          | message                                                |
+// |--------------------|--------------------|--------------------------------------------------------|
+// | KeyNotProvided     | InvalidArgument    | etcdserver: key is not provided                        |
+// | KeyNotFound        | InvalidArgument    | etcdserver: key not found                              |
+// | ValueProvided      | InvalidArgument    | etcdserver: value is provided                          |
+// | LeaseProvided      | InvalidArgument    | etcdserver: lease is provided                          |
+// | TooManyOps         | InvalidArgument    | etcdserver: too many operations in txn request         |
+// | DuplicateKey       | InvalidArgument    | etcdserver: duplicate key given in txn request         |
+// | RequestTooLarge    | InvalidArgument    | etcdserver: request is too large                       |
+// | Compacted          | OutOfRange         | etcdserver: mvcc: required revision has been compacted |
+// | FutureRevision     | OutOfRange         | etcdserver: mvcc: required revision is a future revision |
+// | NoSpace            | ResourceExhausted  | etcdserver: mvcc: database space exceeded              |
+// | LeaseNotFound      | NotFound           | etcdserver: requested lease not found                  |
+// | LeaseExists        | FailedPrecondition | etcdserver: lease already exists                       |
+// | LeaseTtlTooLarge   | OutOfRange         | etcdserver: too large lease TTL                        |
+// | NotLeader          | FailedPrecondition | etcdserver: not leader                                 |
+// | Corrupt            | DataLoss           | etcdserver: corrupt cluster                            |
+// | WatchRangeEmpty    | (in-stream)        | mvcc: watcher range is empty                           |
+// | WatchDuplicateId   | (in-stream)        | mvcc: duplicate watch ID provided on the WatchStream   |
+//
+// The two in-stream errors are never sent as a status; code() gives
+// InvalidArgument for them should a caller need one.
 impl KvError {
     /// The gRPC code etcd answers this error with.
     pub fn code(&self) -> GrpcCode {
@@ -94,6 +141,11 @@ impl KvError {
             KvError::LeaseNotFound => GrpcCode::NotFound,
             KvError::LeaseExists => GrpcCode::FailedPrecondition,
             KvError::LeaseTtlTooLarge => GrpcCode::OutOfRange,
+            KvError::NotLeader => GrpcCode::FailedPrecondition,
+            KvError::Corrupt { .. } => GrpcCode::DataLoss,
+            KvError::WatchRangeEmpty | KvError::WatchDuplicateId { .. } => {
+                GrpcCode::InvalidArgument
+            }
         }
     }
 }

@@ -126,6 +126,34 @@ pub enum ConfChange {
     },
 }
 
+impl ConfChange {
+    /// The bytes an [`EntryKind::ConfChange`] entry carries.
+    pub fn encode(&self) -> Vec<u8> {
+        match bincode::serialize(self) {
+            Ok(bytes) => bytes,
+            Err(error) => panic!("conf change {self:?} does not encode: {error}"),
+        }
+    }
+
+    /// Reads the change from an [`EntryKind::ConfChange`] entry's data.
+    pub fn decode(data: &[u8]) -> Result<ConfChange, bincode::Error> {
+        bincode::deserialize(data)
+    }
+}
+
+impl fmt::Display for ConfChange {
+    /// A short form for logs and test output: `add-voter 4`, `remove 2`, ...
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfChange::AddVoter { id, .. } => write!(f, "add-voter {id}"),
+            ConfChange::AddLearner { id, .. } => write!(f, "add-learner {id}"),
+            ConfChange::PromoteLearner { id } => write!(f, "promote {id}"),
+            ConfChange::RemoveNode { id } => write!(f, "remove {id}"),
+            ConfChange::UpdateNode { id, .. } => write!(f, "update {id}"),
+        }
+    }
+}
+
 /// Describes the state a snapshot captures.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotMetadata {
@@ -144,4 +172,13 @@ pub struct Snapshot {
     pub metadata: SnapshotMetadata,
     /// The application's serialized state; opaque to Raft.
     pub data: Vec<u8>,
+}
+
+impl Snapshot {
+    /// True for the bootstrap snapshot at index 0: it carries only the
+    /// founding configuration, and its (empty) data stands for an empty
+    /// state machine.
+    pub fn is_bootstrap(&self) -> bool {
+        self.metadata.index == Index(0)
+    }
 }

@@ -46,17 +46,21 @@ pub struct Ready {
     pub soft_state: Option<SoftState>,
     /// Duty 1: persist (fsync) before sending `messages`, if `Some`.
     pub hard_state: Option<HardState>,
-    /// Duty 1: persist (fsync) a snapshot received from the leader, then
-    /// restore the state machine from it before applying any entry after it.
+    /// Duty 1: persist (fsync) a snapshot received from the leader, replacing
+    /// the stored log; then restore the state machine from it before applying
+    /// any entry after it. A snapshot at index 0 (empty data) is the
+    /// bootstrap configuration of a founding or joining member: persist it
+    /// all the same; restoring it means starting from an empty state machine.
     pub snapshot: Option<Snapshot>,
     /// Duty 1: append to stable storage (fsync) before sending `messages`.
     /// An entry at an index already stored replaces it and everything after.
     pub entries: Vec<Entry>,
     /// Duty 2: send to their `to` after duties 1 are durable. Delivery may
-    /// fail; Raft retries.
+    /// fail silently (Raft retries); `Raft::report_unreachable` speeds that up.
     pub messages: Vec<Message>,
     /// Duty 3: apply to the state machine, in order. They are committed and
-    /// already durable on a quorum.
+    /// already durable on a quorum. `advance` records the last one as the
+    /// applied index. At most `READY_COMMITTED_BYTES_MAX` bytes per Ready.
     pub committed_entries: Vec<Entry>,
     /// Duty 4: answer each read once the applied index reaches its index.
     pub read_states: Vec<ReadState>,

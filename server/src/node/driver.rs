@@ -22,7 +22,7 @@ use cairn_core::kv::{
 };
 use cairn_core::raft::{
     ConfChange, Config, Entry, EntryKind, Index, NodeId, ProposeError, Raft, ReadState, Ready,
-    Role, Snapshot, SnapshotMetadata, Start, Term,
+    Role, Snapshot, Start, Term,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, error, info, trace, warn};
 
+use crate::storage::Disk;
 use crate::transport::{
     PeerError, PeerMessage, PeerRequest, PeerResponse, SendError, Transport, TransportConfig,
     TransportError, TransportEvent,
@@ -39,7 +40,7 @@ use crate::transport::{
 use super::config::{NodeConfig, StartMode};
 use super::error::NodeError;
 use super::handle::{Member, NodeHandle, ResponseHeader, StatusInfo};
-use super::log_store::{LogStore, LogStoreError, Recovery};
+use super::log_store::{open_raft_storage, LogStore, LogStoreError, Recovery};
 use super::member::{member_id_for, member_using_peer_url, peer_urls_by_member, MemberTable};
 use super::metrics::NodeMetrics;
 use super::request::{MemberChange, NodeRequest, ReadRequest, Reply};
@@ -204,7 +205,7 @@ pub async fn start(
         })
         .collect();
     let mut store = KvStore::new(kv_config.clone());
-    let mut applied = (Index(0), Term(0));
+    let mut applied_index = Index(0);
     if !recovery.fresh {
         if let Some(snapshot) = &recovery.persisted.snapshot {
             if !snapshot.data.is_empty() {
@@ -223,7 +224,7 @@ pub async fn start(
                 })?;
                 members = data.members;
             }
-            applied = (snapshot.metadata.index, snapshot.metadata.term);
+            applied_index = snapshot.metadata.index;
         }
     }
     let start = if !recovery.fresh {
@@ -246,13 +247,10 @@ pub async fn start(
     );
     let (mut transport, transport_events) = Transport::bind(transport_config).await?;
     transport.set_peers(&peer_urls_by_member(&members, config.member_id));
-    // Members added by entries not yet applied must be reachable already,
-    // and no snapshot may be taken before those entries apply.
-    let mut last_conf_change_index = Index(0);
+    // Members added by entries not yet applied must be reachable already.
     for entry in &recovery.persisted.entries {
-        if entry.index > applied.0 && entry.kind == EntryKind::ConfChange {
+        if entry.index > applied_index {
             add_peer_from_entry(&mut transport, entry);
-            last_conf_change_index = entry.index;
         }
     }
 
@@ -262,7 +260,7 @@ pub async fn start(
         cluster = format_args!("{:x}", config.cluster_id),
         boots = metadata.boots,
         fresh = recovery.fresh,
-        applied_index = applied.0 .0,
+        applied_index = applied_index.0,
         peer_address = %transport.local_address(),
         "starting node"
     );
@@ -310,10 +308,8 @@ pub async fn start(
         role: Role::Follower,
         leader: None,
         term: Term(0),
-        applied_index: applied.0,
-        applied_term: applied.1,
-        snapshot_index: applied.0,
-        last_conf_change_index,
+        applied_index,
+        snapshot_index: applied_index,
         pending_proposals: BTreeMap::new(),
         proposal_deadlines: VecDeque::new(),
         reads_unsent: Vec::new(),
@@ -335,6 +331,15 @@ pub async fn start(
     };
     let join = tokio::task::spawn(driver.run());
     Ok((handle, NodeTask { join }))
+}
+
+/// Starts a node on the write-ahead log in `config.data_dir` on `disk`.
+pub async fn start_on_disk(
+    config: NodeConfig,
+    disk: Arc<dyn Disk>,
+) -> Result<(NodeHandle, NodeTask), StartError> {
+    let (storage, recovery) = open_raft_storage(disk, &config.data_dir)?;
+    start(config, Box::new(storage), recovery).await
 }
 
 /// Checks the data dir's identity and counts this start.
@@ -486,12 +491,8 @@ struct Driver {
     term: Term,
     /// Invariant: applied_index only grows, and is what the store reflects.
     applied_index: Index,
-    applied_term: Term,
     /// The index of the latest snapshot taken or installed.
     snapshot_index: Index,
-    /// The index of the latest ConfChange entry seen in the log; a snapshot
-    /// waits until it is applied so its configuration is exact.
-    last_conf_change_index: Index,
     pending_proposals: BTreeMap<u64, ProposalWaiter>,
     /// (deadline, request ID) in proposal order; deadlines grow with it.
     proposal_deadlines: VecDeque<(Instant, u64)>,
@@ -1054,6 +1055,18 @@ impl Driver {
                 // client times out; say so at once.
                 let _ = reply.send(Err(NodeError::Timeout));
             }
+            Err(ProposeError::ConfChangeRefused { reason }) => {
+                info!(%reason, "membership change refused by raft");
+                let error = match conf_change {
+                    ConfChange::AddVoter { .. } | ConfChange::AddLearner { .. } => {
+                        NodeError::MemberIdExists
+                    }
+                    ConfChange::RemoveNode { .. } => NodeError::NotEnoughStartedMembers,
+                    ConfChange::PromoteLearner { .. } => NodeError::MemberNotLearner,
+                    ConfChange::UpdateNode { .. } => NodeError::MemberNotFound,
+                };
+                let _ = reply.send(Err(error));
+            }
             Err(error) => {
                 let _ = reply.send(Err(propose_error(error)));
             }
@@ -1386,10 +1399,7 @@ impl Driver {
                 .store(self.log_store.size_bytes(), Ordering::Relaxed);
         }
         for entry in &ready.entries {
-            if entry.kind == EntryKind::ConfChange {
-                self.last_conf_change_index = self.last_conf_change_index.max(entry.index);
-                add_peer_from_entry(&mut self.transport, entry);
-            }
+            add_peer_from_entry(&mut self.transport, entry);
         }
         if let Some(snapshot) = &ready.snapshot {
             self.install_snapshot(snapshot)?;
@@ -1409,9 +1419,13 @@ impl Driver {
         }
 
         // Duty 3: apply.
-        for entry in std::mem::take(&mut ready.committed_entries) {
+        // advance() reads the last committed entry to learn what was applied:
+        // hand the entries back after applying them.
+        let committed_entries = std::mem::take(&mut ready.committed_entries);
+        for entry in &committed_entries {
             self.apply_entry(entry)?;
         }
+        ready.committed_entries = committed_entries;
         self.metrics
             .proposals_committed
             .store(self.raft_commit_hint(&ready), Ordering::Relaxed);
@@ -1476,7 +1490,6 @@ impl Driver {
         self.transport
             .set_peers(&peer_urls_by_member(&self.members, self.config.member_id));
         self.applied_index = index;
-        self.applied_term = snapshot.metadata.term;
         self.snapshot_index = index;
         self.metrics.snapshots.fetch_add(1, Ordering::Relaxed);
         self.metrics
@@ -1485,7 +1498,7 @@ impl Driver {
         Ok(())
     }
 
-    fn apply_entry(&mut self, entry: Entry) -> Result<(), NodeFailure> {
+    fn apply_entry(&mut self, entry: &Entry) -> Result<(), NodeFailure> {
         assert!(
             entry.index > self.applied_index,
             "entry {} applied again (applied index {})",
@@ -1517,7 +1530,6 @@ impl Driver {
             }
         }
         self.applied_index = index;
-        self.applied_term = entry.term;
         Ok(())
     }
 
@@ -1565,25 +1577,21 @@ impl Driver {
         if applied.0 < self.snapshot_index.0 + self.config.snapshot_count.max(1) {
             return Ok(());
         }
-        if self.last_conf_change_index > applied {
-            // The configuration in force is ahead of the applied index.
-            return Ok(());
-        }
         let data = SnapshotData {
             kv: self.store.snapshot(),
             members: self.members.clone(),
         }
         .encode();
-        let conf_state = self.raft.status().conf_state;
-        self.raft.compact(applied, data.clone());
-        let snapshot = Snapshot {
-            metadata: SnapshotMetadata {
-                index: applied,
-                term: self.applied_term,
-                conf_state,
-            },
-            data,
+        self.raft.compact(applied, data);
+        // The core fills the term and the configuration as of `applied`.
+        let Some(snapshot) = self.raft.snapshot().cloned() else {
+            panic!("no snapshot after compacting at {applied}");
         };
+        assert!(
+            snapshot.metadata.index == applied,
+            "compacted at {applied}, snapshot at {}",
+            snapshot.metadata.index
+        );
         let started = Instant::now();
         self.log_store.save_snapshot(&snapshot)?;
         info!(
@@ -1823,7 +1831,12 @@ fn propose_error(error: ProposeError) -> NodeError {
     match error {
         ProposeError::NotLeader { .. } => NodeError::NoLeader,
         ProposeError::TransferInProgress => NodeError::LeaderChanged,
-        ProposeError::Overloaded { .. } | ProposeError::ConfChangePending => NodeError::Timeout,
+        ProposeError::Overloaded { .. }
+        | ProposeError::ConfChangePending
+        | ProposeError::ReadsOverloaded { .. } => NodeError::Timeout,
+        // change_members maps this one by the kind of change; a refusal
+        // elsewhere means the member table and Raft disagree on a member.
+        ProposeError::ConfChangeRefused { .. } => NodeError::MemberNotFound,
     }
 }
 

@@ -6,9 +6,13 @@
 //! for real and simulated disks; [`MemoryLogStore`] keeps everything in
 //! memory for tests.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use cairn_core::raft::{Entry, HardState, PersistedState, Snapshot};
+use tracing::warn;
+
+use crate::storage::{Disk, RaftStorage, StorageError};
 
 /// A storage failure. The node stops on any of them: after a failed fsync
 /// nothing written since the last good one can be trusted.
@@ -46,6 +50,60 @@ pub trait LogStore: Send {
     fn write_metadata(&mut self, metadata: &[u8]) -> Result<(), LogStoreError>;
     /// Bytes on disk.
     fn size_bytes(&self) -> u64;
+}
+
+impl From<StorageError> for LogStoreError {
+    fn from(error: StorageError) -> Self {
+        LogStoreError {
+            message: error.to_string(),
+        }
+    }
+}
+
+/// Opens the write-ahead log and snapshots in `directory` on `disk` (an
+/// [`crate::storage::OsDisk`] in production, a
+/// [`crate::storage::SimDisk`] in the simulator).
+pub fn open_raft_storage(
+    disk: Arc<dyn Disk>,
+    directory: &Path,
+) -> Result<(RaftStorage, Recovery), LogStoreError> {
+    let (storage, recovered) = RaftStorage::open(disk, directory)?;
+    let recovery = Recovery {
+        persisted: recovered.state,
+        metadata: recovered.metadata.unwrap_or_default(),
+        fresh: recovered.fresh,
+    };
+    Ok((storage, recovery))
+}
+
+impl LogStore for RaftStorage {
+    fn persist(
+        &mut self,
+        hard_state: Option<&HardState>,
+        entries: &[Entry],
+        snapshot: Option<&Snapshot>,
+    ) -> Result<(), LogStoreError> {
+        Ok(RaftStorage::persist(self, hard_state, entries, snapshot)?)
+    }
+
+    fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), LogStoreError> {
+        Ok(RaftStorage::save_snapshot(self, snapshot)?)
+    }
+
+    fn write_metadata(&mut self, metadata: &[u8]) -> Result<(), LogStoreError> {
+        Ok(RaftStorage::write_metadata(self, metadata)?)
+    }
+
+    fn size_bytes(&self) -> u64 {
+        match RaftStorage::size_bytes(self) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                // Only a metric: report 0 rather than stop the node.
+                warn!(%error, "cannot measure the data dir");
+                0
+            }
+        }
+    }
 }
 
 /// What a [`MemoryLogStore`] holds; shared so a test can "restart" a node

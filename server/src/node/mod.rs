@@ -23,10 +23,12 @@ pub mod request;
 pub mod snapshot_data;
 
 pub use config::{ConfigError, InitialMember, NodeConfig, StartMode};
-pub use driver::{start, NodeFailure, NodeTask, StartError};
+pub use driver::{start, start_on_disk, NodeFailure, NodeTask, StartError};
 pub use error::NodeError;
 pub use handle::{Member, NodeHandle, ResponseHeader, StatusInfo, WatchSession};
-pub use log_store::{LogStore, LogStoreError, MemoryDisk, MemoryLogStore, Recovery};
+pub use log_store::{
+    open_raft_storage, LogStore, LogStoreError, MemoryDisk, MemoryLogStore, Recovery,
+};
 pub use member::{cluster_id_for, member_id_for, MemberTable};
 pub use metrics::{DurationHistogram, HistogramSnapshot, NodeMetrics};
 pub use snapshot_data::{NodeMetadata, SnapshotData};

@@ -4,12 +4,20 @@
 #![allow(dead_code)]
 
 use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_core::kv::{PutRequest, RangeRequest};
 use cairn_server::node::{
-    start, InitialMember, MemoryDisk, NodeConfig, NodeError, NodeHandle, NodeTask, StartMode,
+    start, start_on_disk, InitialMember, MemoryDisk, NodeConfig, NodeError, NodeHandle, NodeTask,
+    StartMode,
 };
+use cairn_server::storage::OsDisk;
+
+/// Distinguishes the data dirs of clusters in one test process.
+static CLUSTER_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Every wait in the node tests is bounded by this.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -49,22 +57,48 @@ pub fn free_ports(count: usize) -> Vec<u16> {
         .collect()
 }
 
+/// Where a test node keeps its log.
+pub enum TestDisk {
+    /// The real write-ahead log in `config.data_dir` on the OS file system.
+    Os,
+    /// In memory, with failure injection.
+    Memory(MemoryDisk),
+}
+
 /// One member slot of a test cluster.
 pub struct TestNode {
     pub config: NodeConfig,
-    pub disk: MemoryDisk,
+    pub disk: TestDisk,
     pub running: Option<(NodeHandle, NodeTask)>,
 }
 
-/// A cluster of in-process nodes.
+/// A cluster of in-process nodes; its data dirs are removed when dropped.
 pub struct TestCluster {
     pub nodes: Vec<TestNode>,
+    root: PathBuf,
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some((_, task)) = node.running.take() {
+                task.abort();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
 }
 
 impl TestCluster {
     /// Configures `size` founding members (not started).
     pub fn configure(size: usize, tune: impl Fn(&mut NodeConfig)) -> TestCluster {
         let ports = free_ports(size);
+        let root = std::env::temp_dir().join(format!(
+            "cairn-node-test-{}-{}",
+            std::process::id(),
+            CLUSTER_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&root);
         let initial: Vec<InitialMember> = ports
             .iter()
             .enumerate()
@@ -84,7 +118,7 @@ impl TestCluster {
                     StartMode::New,
                     format!("http://127.0.0.1:{port}"),
                     vec![format!("http://127.0.0.1:{}", 30000 + i)],
-                    format!("/nonexistent/node-{i}"),
+                    root.join(format!("node-{i}")),
                 )
                 .unwrap();
                 config.tick_interval = TEST_TICK;
@@ -93,12 +127,12 @@ impl TestCluster {
                 tune(&mut config);
                 TestNode {
                     config,
-                    disk: MemoryDisk::new(),
+                    disk: TestDisk::Os,
                     running: None,
                 }
             })
             .collect();
-        TestCluster { nodes }
+        TestCluster { nodes, root }
     }
 
     /// Configures and starts `size` members.
@@ -114,10 +148,14 @@ impl TestCluster {
     pub async fn start_node(&mut self, i: usize) {
         let node = &mut self.nodes[i];
         assert!(node.running.is_none(), "node {i} is already running");
-        let (store, recovery) = node.disk.open();
-        let started = start(node.config.clone(), Box::new(store), recovery)
-            .await
-            .unwrap_or_else(|error| panic!("node {i} failed to start: {error}"));
+        let started = match &node.disk {
+            TestDisk::Os => start_on_disk(node.config.clone(), Arc::new(OsDisk)).await,
+            TestDisk::Memory(disk) => {
+                let (store, recovery) = disk.open();
+                start(node.config.clone(), Box::new(store), recovery).await
+            }
+        };
+        let started = started.unwrap_or_else(|error| panic!("node {i} failed to start: {error}"));
         node.running = Some(started);
     }
 

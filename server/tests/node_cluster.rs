@@ -394,3 +394,51 @@ async fn move_leader_and_membership_changes() {
     assert_eq!(other_hash, hash);
     cluster.shutdown_all().await;
 }
+
+#[tokio::test]
+async fn watches_catch_up_from_history_and_answer_progress_requests() {
+    let cluster = TestCluster::start(1, |_| {}).await;
+    cluster.wait_for_leader().await;
+    let first = cluster.put(0, "h", "1").await;
+    cluster.put(0, "h", "2").await;
+    let mut session = cluster.handle(0).watch_session().await.unwrap();
+    session
+        .create(WatchCreateRequest {
+            key: b"h".to_vec(),
+            start_revision: first,
+            ..WatchCreateRequest::default()
+        })
+        .await
+        .unwrap();
+    let mut values = Vec::new();
+    while values.len() < 2 {
+        let response = tokio::time::timeout(TEST_TIMEOUT, session.next())
+            .await
+            .unwrap()
+            .unwrap();
+        values.extend(response.events.into_iter().map(|event| event.kv.value));
+    }
+    assert_eq!(values, vec![b"1".to_vec(), b"2".to_vec()]);
+
+    session.progress().await.unwrap();
+    let progress = tokio::time::timeout(TEST_TIMEOUT, session.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(progress.watch_id, -1, "{progress:?}");
+    assert!(progress.events.is_empty());
+    assert_eq!(
+        progress.header_revision,
+        cluster.handle(0).header().revision
+    );
+
+    // A dropped session's watches are closed by the node.
+    let metrics = cluster.handle(0).metrics().clone();
+    assert_eq!(metrics.watchers(), 1);
+    drop(session);
+    wait_for("the dropped session's watch to close", || async {
+        (metrics.watchers() == 0 && metrics.watch_streams() == 0).then_some(())
+    })
+    .await;
+    cluster.shutdown_all().await;
+}

@@ -11,7 +11,7 @@
 //! kept in BTreeMaps and Vecs; time comes from tokio's clock (simulated
 //! under madsim); randomness only from the configured seed.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,11 +56,12 @@ pub const EVENTS_PER_TURN_MAX: usize = 512;
 pub const READIES_PER_TURN_MAX: usize = 64;
 /// At most this many watch responses are taken from the hub per turn.
 pub const WATCH_RESPONSES_PER_TURN_MAX: usize = 1024;
-/// Bound of each watch stream's channel to its session.
+/// Bound of each watch stream's channel to its session; responses beyond
+/// it wait in the watch hub, whose own bound sends slow watches to catch-up.
 pub const WATCH_STREAM_CHANNEL_MAX: usize = 256;
-/// Responses a slow watch stream may have waiting beyond its channel;
-/// past this the stream is closed (the client resumes from its revision).
-pub const WATCH_STREAM_BACKLOG_MAX: usize = 4096;
+/// How often watches that asked for progress notifications get one (etcd's
+/// --experimental-watch-progress-notify-interval).
+pub const WATCH_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(600);
 /// At most this many expired leases are revoked per tick.
 pub const LEASE_REVOKES_PER_TICK_MAX: usize = 64;
 /// How often the leader records remaining lease TTLs in the log.
@@ -286,9 +287,12 @@ pub async fn start(
     metrics
         .wal_size_bytes
         .store(log_store.size_bytes(), Ordering::Relaxed);
-    let checkpoint_ticks = (LEASE_CHECKPOINT_INTERVAL.as_millis()
-        / config.tick_interval.as_millis().max(1))
-    .max(1) as u64;
+    let ticks_in = |interval: Duration| {
+        let ticks = interval.as_millis() / config.tick_interval.as_millis().max(1);
+        u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+    };
+    let checkpoint_ticks = ticks_in(LEASE_CHECKPOINT_INTERVAL);
+    let progress_notify_ticks = ticks_in(WATCH_PROGRESS_NOTIFY_INTERVAL);
     let driver = Driver {
         raft,
         store,
@@ -322,6 +326,7 @@ pub async fn start(
         lease_revokes_pending: BTreeMap::new(),
         ticks: 0,
         checkpoint_ticks,
+        progress_notify_ticks,
         next_publish_tick: 0,
         watch_streams: BTreeMap::new(),
         next_stream_id: 1,
@@ -452,15 +457,6 @@ struct ShutdownState {
     deadline: Instant,
 }
 
-/// One watch stream's outbound side.
-#[derive(Debug)]
-struct WatchStream {
-    sender: mpsc::Sender<WatchResponse>,
-    /// Responses the channel had no room for, oldest first.
-    /// Invariant: len() <= WATCH_STREAM_BACKLOG_MAX.
-    backlog: VecDeque<WatchResponse>,
-}
-
 /// How a turn of the loop ended.
 enum Turn {
     Continue,
@@ -508,8 +504,10 @@ struct Driver {
     lease_revokes_pending: BTreeMap<LeaseId, Instant>,
     ticks: u64,
     checkpoint_ticks: u64,
+    progress_notify_ticks: u64,
     next_publish_tick: u64,
-    watch_streams: BTreeMap<StreamId, WatchStream>,
+    /// Each watch stream's channel to its session.
+    watch_streams: BTreeMap<StreamId, mpsc::Sender<WatchResponse>>,
     next_stream_id: StreamId,
     /// A bound cut a turn short; start the next one without waiting.
     more_work: bool,
@@ -632,7 +630,9 @@ impl Driver {
             }
         }
         self.publish_member_attributes();
-        self.close_abandoned_watch_streams();
+        if self.ticks.is_multiple_of(self.progress_notify_ticks) {
+            self.watch_hub.progress_notify_all(&self.store);
+        }
         self.metrics
             .peer_messages_dropped
             .store(self.transport.dropped_messages(), Ordering::Relaxed);
@@ -694,11 +694,7 @@ impl Driver {
                 let stream = self.next_stream_id;
                 self.next_stream_id += 1;
                 let (sender, receiver) = mpsc::channel(WATCH_STREAM_CHANNEL_MAX);
-                let watch_stream = WatchStream {
-                    sender,
-                    backlog: VecDeque::new(),
-                };
-                self.watch_streams.insert(stream, watch_stream);
+                self.watch_streams.insert(stream, sender);
                 debug!(stream, "watch stream opened");
                 let _ = reply.send(Ok((stream, receiver)));
             }
@@ -1480,9 +1476,9 @@ impl Driver {
             revision = store.revision(),
             "installing snapshot from the leader"
         );
-        // NB: watches already synced miss the events the snapshot skipped
-        // over; moving them back to catch-up needs a WatchHub call for it.
         self.store = store;
+        // Every watch catches up from the new store.
+        self.watch_hub.on_store_reset(&self.store);
         if self.is_leader() {
             self.store.lease_promote(self.now_ms());
         }
@@ -1613,71 +1609,49 @@ impl Driver {
 
     // ----- watches -----
 
+    /// Moves responses from the hub into each stream's channel, no more
+    /// than the channel has room for: a slow client's watches stay queued
+    /// (or fall back to catch-up) inside the hub instead of growing here.
     fn route_watch_responses(&mut self) {
-        let responses = self
-            .watch_hub
-            .poll(&self.store, WATCH_RESPONSES_PER_TURN_MAX);
-        if responses.len() == WATCH_RESPONSES_PER_TURN_MAX {
-            self.more_work = true;
-        }
-        let mut touched = BTreeSet::new();
-        for (stream, response) in responses {
-            if let Some(watch_stream) = self.watch_streams.get_mut(&stream) {
-                watch_stream.backlog.push_back(response);
-                touched.insert(stream);
-            }
-        }
-        for stream in touched {
-            self.flush_watch_stream(stream);
-        }
-    }
-
-    /// Moves a stream's backlog into its channel; closes a stream that has
-    /// fallen too far behind.
-    fn flush_watch_stream(&mut self, stream: StreamId) {
-        let Some(watch_stream) = self.watch_streams.get_mut(&stream) else {
+        self.metrics
+            .watch_streams
+            .store(self.watch_streams.len() as u64, Ordering::Relaxed);
+        self.metrics
+            .watchers
+            .store(self.watch_hub.watch_count() as u64, Ordering::Relaxed);
+        if self.watch_streams.is_empty() {
             return;
-        };
-        while let Some(response) = watch_stream.backlog.pop_front() {
-            match watch_stream.sender.try_send(response) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(response)) => {
-                    watch_stream.backlog.push_front(response);
-                    break;
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    watch_stream.backlog.clear();
-                    break;
-                }
-            }
         }
-        if watch_stream.backlog.len() > WATCH_STREAM_BACKLOG_MAX {
-            warn!(
-                stream,
-                backlog = watch_stream.backlog.len(),
-                "watch stream too slow; closing it"
-            );
-            self.watch_streams.remove(&stream);
-            self.watch_hub.close_stream(stream);
-        }
-    }
-
-    /// Drops the watches of sessions that went away, and retries the
-    /// backlogs of slow ones.
-    fn close_abandoned_watch_streams(&mut self) {
+        let mut budget = WATCH_RESPONSES_PER_TURN_MAX;
+        let mut delivered = false;
         let streams: Vec<StreamId> = self.watch_streams.keys().copied().collect();
         for stream in streams {
-            let closed = self
-                .watch_streams
-                .get(&stream)
-                .is_some_and(|watch_stream| watch_stream.sender.is_closed());
-            if closed {
+            let Some(sender) = self.watch_streams.get(&stream) else {
+                continue;
+            };
+            if sender.is_closed() {
                 debug!(stream, "watch stream closed");
                 self.watch_streams.remove(&stream);
                 self.watch_hub.close_stream(stream);
-            } else {
-                self.flush_watch_stream(stream);
+                continue;
             }
+            let room = sender.capacity().min(budget);
+            if room == 0 {
+                continue;
+            }
+            let responses = self.watch_hub.poll_stream(&self.store, stream, room);
+            budget -= responses.len();
+            for response in responses {
+                delivered = true;
+                // Only this task sends on the channel, and it had room.
+                if sender.try_send(response).is_err() {
+                    debug!(stream, "watch stream closed while sending");
+                    break;
+                }
+            }
+        }
+        if budget == 0 || (delivered && self.watch_hub.has_unsynced()) {
+            self.more_work = true;
         }
     }
 

@@ -106,6 +106,10 @@ pub struct NodeMetrics {
     pub snapshots: AtomicU64,
     /// Peer messages dropped by the transport (queue full, peer down).
     pub peer_messages_dropped: AtomicU64,
+    /// `etcd_debugging_mvcc_watch_stream_total`: open watch streams.
+    pub watch_streams: AtomicU64,
+    /// `etcd_debugging_mvcc_watcher_total`: watches across all streams.
+    pub watchers: AtomicU64,
 }
 
 impl NodeMetrics {
@@ -164,6 +168,14 @@ impl NodeMetrics {
     /// See the field.
     pub fn peer_messages_dropped(&self) -> u64 {
         self.peer_messages_dropped.load(Ordering::Relaxed)
+    }
+    /// See the field.
+    pub fn watch_streams(&self) -> u64 {
+        self.watch_streams.load(Ordering::Relaxed)
+    }
+    /// See the field.
+    pub fn watchers(&self) -> u64 {
+        self.watchers.load(Ordering::Relaxed)
     }
 }
 

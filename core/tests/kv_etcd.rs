@@ -5,9 +5,9 @@
 
 use cairn_core::kv::{
     Command, CommandResponse, CompactionRequest, Compare, CompareResult, CompareTarget,
-    DeleteRangeRequest, EventType, GrpcCode, KvConfig, KvError, KvStore, LeaseGrantRequest,
-    PutRequest, PutResponse, RangeRequest, RequestOp, ResponseOp, SortOrder, SortTarget,
-    TxnRequest, TxnResponse,
+    DeleteRangeRequest, EventType, GrpcCode, KvConfig, KvError, KvStore, LeaseCheckpoint,
+    LeaseGrantRequest, PutRequest, PutResponse, RangeRequest, RequestOp, ResponseOp, SortOrder,
+    SortTarget, TxnRequest, TxnResponse,
 };
 
 fn put(key: &str, value: &str) -> Command {
@@ -594,10 +594,30 @@ fn lease_deadlines_are_leader_only_and_survive_leader_change_by_checkpoint() {
         follower.hash(),
         "deadlines are not replicated state"
     );
+    // Renewing clears the stale remainder through a checkpoint of 0 (etcd).
+    assert_eq!(leader.lease_renew(1, 9_500), Ok(10));
+    let clear = leader.lease_renewal_checkpoints();
+    assert_eq!(
+        clear,
+        vec![LeaseCheckpoint {
+            id: 1,
+            remaining_ttl_ms: 0
+        }]
+    );
+    assert!(leader.lease_renewal_checkpoints().is_empty(), "drained");
     leader.lease_demote();
     follower.lease_promote(50_000);
     assert!(follower.lease_expired(55_999).is_empty());
     assert_eq!(follower.lease_expired(56_000), vec![1]);
+    let clear = Command::LeaseCheckpoint { checkpoints: clear };
+    follower.apply(&clear, 56_000);
+    follower.lease_demote();
+    follower.lease_promote(60_000);
+    assert!(
+        follower.lease_expired(69_999).is_empty(),
+        "full TTL after the clearing checkpoint"
+    );
+    assert_eq!(follower.lease_expired(70_000), vec![1]);
 }
 
 #[test]

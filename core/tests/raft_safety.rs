@@ -49,6 +49,10 @@ enum Action {
     ReadIndex(usize),
     /// Node, change kind, target (a member or one of the spare ids).
     ConfChange(usize, u8, usize),
+    /// Split the nodes in two by the bits of the mask; messages across the
+    /// split are lost until `Heal`.
+    Partition(u16),
+    Heal,
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -70,6 +74,8 @@ fn action() -> impl Strategy<Value = Action> {
         1 => any::<usize>().prop_map(Action::ReadIndex),
         1 => (any::<usize>(), 0u8..4, any::<usize>())
             .prop_map(|(n, kind, target)| Action::ConfChange(n, kind, target)),
+        1 => any::<u16>().prop_map(Action::Partition),
+        1 => Just(Action::Heal),
     ]
 }
 
@@ -81,6 +87,8 @@ struct Cluster {
     candidates: Vec<NodeId>,
     config_template: Config,
     network: Vec<Message>,
+    /// The side of the current partition each node is on; empty when healed.
+    sides: BTreeMap<NodeId, bool>,
     checker: SafetyChecker,
     /// The highest term each node has persisted: it must never go down.
     terms: BTreeMap<NodeId, Term>,
@@ -125,6 +133,7 @@ impl Cluster {
             candidates,
             config_template,
             network: Vec::new(),
+            sides: BTreeMap::new(),
             checker: SafetyChecker::default(),
             terms: BTreeMap::new(),
             votes: BTreeMap::new(),
@@ -152,6 +161,10 @@ impl Cluster {
 
     fn deliver(&mut self, message: Message) {
         let to = message.to;
+        let side = |id: NodeId| self.sides.get(&id).copied().unwrap_or(false);
+        if !self.sides.is_empty() && side(message.from) != side(to) {
+            return;
+        }
         if self.nodes.contains_key(&to) {
             self.node(to).raft.step(message);
         }
@@ -261,6 +274,15 @@ impl Cluster {
                 }
                 let _ = self.node(id).raft.propose_conf_change(change);
             }
+            Action::Partition(mask) => {
+                self.sides = self
+                    .candidates
+                    .iter()
+                    .enumerate()
+                    .map(|(position, id)| (*id, mask & (1 << position) != 0))
+                    .collect();
+            }
+            Action::Heal => self.sides.clear(),
             Action::ReadIndex(n) => {
                 let id = self.pick(n);
                 let _ = self.node(id).raft.read_index(b"read".to_vec());
@@ -297,6 +319,7 @@ impl Cluster {
     /// Delivers everything, in order, with Readies in between, ticking
     /// every node each round, until a leader commits a fresh entry.
     fn heal_and_commit(&mut self) -> Result<(), String> {
+        self.sides.clear();
         let marker = b"after-heal".to_vec();
         let mut proposed_by: Option<NodeId> = None;
         for round in 0..HEAL_ROUNDS_MAX {

@@ -55,6 +55,10 @@ struct Deadlines {
     by_lease: BTreeMap<LeaseId, u64>,
     // Invariant: (deadline, id) is here iff by_lease[id] == deadline.
     by_time: BTreeSet<(u64, LeaseId)>,
+    // Leases renewed while a checkpointed remaining TTL is replicated: that
+    // remainder is stale and must be cleared by a checkpoint of 0, or a new
+    // leader would expire the lease early (etcd proposes this on renew).
+    renewed_with_checkpoint: BTreeSet<LeaseId>,
 }
 
 impl Deadlines {
@@ -69,6 +73,7 @@ impl Deadlines {
         if let Some(old) = self.by_lease.remove(&id) {
             self.by_time.remove(&(old, id));
         }
+        self.renewed_with_checkpoint.remove(&id);
     }
 }
 
@@ -200,7 +205,31 @@ impl Leases {
         }
         let full_ms = lease.ttl_seconds.saturating_mul(MILLISECONDS_PER_SECOND);
         deadlines.set(id, deadline_after(now_ms, full_ms));
+        if lease.remaining_ttl_ms > 0 {
+            deadlines.renewed_with_checkpoint.insert(id);
+        }
         Ok(lease.ttl_seconds)
+    }
+
+    /// Checkpoints of 0 (= "use the full TTL") for leases renewed since
+    /// their last non-zero checkpoint; drained by the call.
+    pub fn take_renewal_checkpoints(&mut self) -> Vec<LeaseCheckpoint> {
+        let Some(deadlines) = &mut self.deadlines else {
+            return Vec::new();
+        };
+        let renewed = std::mem::take(&mut deadlines.renewed_with_checkpoint);
+        renewed
+            .into_iter()
+            .filter(|id| {
+                self.leases
+                    .get(id)
+                    .is_some_and(|lease| lease.remaining_ttl_ms > 0)
+            })
+            .map(|id| LeaseCheckpoint {
+                id,
+                remaining_ttl_ms: 0,
+            })
+            .collect()
     }
 
     /// Leases whose deadline is at or before `now_ms`, earliest first.

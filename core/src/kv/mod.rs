@@ -22,6 +22,7 @@
 //! store.lease_renew(id, now_ms)                  // LeaseKeepAlive
 //! store.lease_expired(now_ms)   -> propose Command::LeaseRevoke { id } (once per retry interval)
 //! store.lease_checkpoints(now_ms) -> propose Command::LeaseCheckpoint periodically
+//! store.lease_renewal_checkpoints() -> propose Command::LeaseCheckpoint soon after keep-alives
 //!
 //! // snapshots: store.snapshot() / KvStore::restore(config, bytes), then
 //! // hub.on_store_reset(&store) and, on the leader, store.lease_promote(now_ms).

@@ -44,7 +44,8 @@ const SNAPSHOT_FORMAT: u32 = 1;
 /// Limits of the state machine (etcd's defaults in [`KvConfig::default`]).
 #[derive(Clone, Debug)]
 pub struct KvConfig {
-    /// At most this many ops in one txn, nested ops included (etcd: 128).
+    /// At most this many of each of compares, success ops and failure ops
+    /// in a txn; a nested txn gets what its parent leaves (etcd: 128).
     pub txn_ops_max: usize,
     /// At most this many bytes in one request (etcd: 1.5 MiB).
     pub request_bytes_max: usize,
@@ -429,6 +430,14 @@ impl KvStore {
     /// pending); NotLeader when not promoted.
     pub fn lease_renew(&mut self, id: LeaseId, now_ms: u64) -> Result<i64, KvError> {
         self.leases.renew(id, now_ms)
+    }
+
+    /// Leader only: checkpoints to propose soon after keep-alives. A lease
+    /// renewed while it has a checkpointed remaining TTL needs that
+    /// remainder cleared (a checkpoint of 0), or a new leader would start it
+    /// from the stale remainder; etcd proposes this on renew. Drained by the call.
+    pub fn lease_renewal_checkpoints(&mut self) -> Vec<LeaseCheckpoint> {
+        self.leases.take_renewal_checkpoints()
     }
 
     /// Leader only: leases whose deadline has passed (to propose revokes

@@ -20,7 +20,16 @@
 //! while the queue has room.
 //!
 //! Responses are queued per stream in the order they must be sent; control
-//! responses (created, canceled, progress) are never dropped.
+//! responses (created, canceled, progress) are never dropped (there is one
+//! per client request or timer tick).
+//!
+//! Progress: a stream-wide progress request is answered (watch ID -1) once
+//! every watch of the stream is synced, with a revision through which the
+//! stream has all its events — etcd 3.5's corrected behaviour; 3.4 answered
+//! at once with the current revision even while watches were catching up.
+//! A watch may start at the compact revision itself: the store keeps that
+//! revision's events through compaction, so it gets all of them (etcd loses
+//! that revision's deletes and prev_kvs there).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 

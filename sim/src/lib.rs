@@ -26,12 +26,15 @@
 //! });
 //! ```
 //!
-//! Everything in this crate outside the runner is pure: it builds and
+//! The runner (`runner`, simulator build only) is the part that runs
+//! the cluster; everything else in this crate is pure: it builds and
 //! tests without `--cfg madsim`.
 
 pub mod checker;
 pub mod event_log;
 pub mod history;
+#[cfg(madsim)]
+pub mod runner;
 pub mod scenario;
 pub mod swarm;
 pub mod time;

@@ -10,6 +10,9 @@ use cairn_core::raft::NodeId;
 
 use super::member::{cluster_id_for, member_id_for};
 use super::metrics::NodeMetrics;
+use super::observer::NodeObserver;
+#[cfg(madsim)]
+use super::planted_bug::PlantedBug;
 
 /// etcd's heartbeat interval: one Raft tick.
 pub const TICK_INTERVAL_DEFAULT: Duration = Duration::from_millis(100);
@@ -110,6 +113,11 @@ pub struct NodeConfig {
     pub seed: u64,
     /// Where the node reports what it observes.
     pub metrics: Arc<NodeMetrics>,
+    /// The simulator's window into the driver; `None` in production.
+    pub observer: Option<Arc<dyn NodeObserver>>,
+    /// A deliberate bug to switch on (simulator build only).
+    #[cfg(madsim)]
+    pub planted_bug: Option<PlantedBug>,
 }
 
 impl NodeConfig {
@@ -168,6 +176,9 @@ impl NodeConfig {
             txn_ops_max: TXN_OPS_MAX_DEFAULT,
             seed,
             metrics: Arc::new(NodeMetrics::default()),
+            observer: None,
+            #[cfg(madsim)]
+            planted_bug: None,
         })
     }
 

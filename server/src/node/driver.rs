@@ -43,6 +43,9 @@ use super::handle::{Member, NodeHandle, ResponseHeader, StatusInfo};
 use super::log_store::{open_raft_storage, LogStore, LogStoreError, Recovery};
 use super::member::{member_id_for, member_using_peer_url, peer_urls_by_member, MemberTable};
 use super::metrics::NodeMetrics;
+use super::observer::{AppliedCommand, MessageFate, ReadyObservation};
+#[cfg(madsim)]
+use super::planted_bug::PlantedBug;
 use super::request::{MemberChange, NodeRequest, ReadRequest, Reply};
 use super::snapshot_data::{NodeMetadata, SnapshotData};
 
@@ -332,6 +335,9 @@ pub async fn start(
         next_stream_id: 1,
         more_work: false,
         removed: false,
+        #[cfg(madsim)]
+        apply_twice_pending: !recovery.fresh
+            && config.planted_bug == Some(PlantedBug::ApplyTwiceAfterRestart),
         config,
     };
     let join = tokio::task::spawn(driver.run());
@@ -513,6 +519,9 @@ struct Driver {
     more_work: bool,
     /// This member was removed from the cluster.
     removed: bool,
+    /// Planted bug: the next command applied is applied twice.
+    #[cfg(madsim)]
+    apply_twice_pending: bool,
 }
 
 impl Driver {
@@ -617,6 +626,12 @@ impl Driver {
         self.role == Role::Leader
     }
 
+    /// Whether the simulator switched on this deliberate bug.
+    #[cfg(madsim)]
+    fn planted(&self, bug: PlantedBug) -> bool {
+        self.config.planted_bug == Some(bug)
+    }
+
     // ----- events -----
 
     fn on_tick(&mut self) {
@@ -665,6 +680,8 @@ impl Driver {
         match request {
             NodeRequest::Propose { command, reply } => self.propose(command, reply),
             NodeRequest::Read { serializable, read } => {
+                #[cfg(madsim)]
+                let serializable = serializable || self.planted(PlantedBug::ReadWithoutReadIndex);
                 if serializable {
                     self.answer_read(read);
                 } else {
@@ -992,6 +1009,12 @@ impl Driver {
     /// Answers the reads whose read index is applied.
     fn answer_applied_reads(&mut self) {
         let applied = self.applied_index;
+        #[cfg(madsim)]
+        let applied = if self.planted(PlantedBug::ReadBeforeApply) {
+            Index(u64::MAX)
+        } else {
+            applied
+        };
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_awaiting_apply)
             .into_iter()
             .partition(|(index, _)| *index <= applied);
@@ -1384,6 +1407,12 @@ impl Driver {
         // Duty 1: persist, with one write and one fsync.
         if ready.must_sync() {
             let started = Instant::now();
+            #[cfg(madsim)]
+            if self.planted(PlantedBug::ForgetVote) {
+                if let Some(hard_state) = &mut ready.hard_state {
+                    hard_state.vote = None;
+                }
+            }
             self.log_store.persist(
                 ready.hard_state.as_ref(),
                 &ready.entries,
@@ -1404,13 +1433,24 @@ impl Driver {
         // Duty 2: send, now that what the messages depend on is durable.
         for message in std::mem::take(&mut ready.messages) {
             let to = message.to;
-            match self.transport.send(to, PeerMessage::Raft(message)) {
-                Ok(()) => {}
-                Err(SendError::UnknownPeer { peer }) => {
-                    debug!(peer = %peer, "no address for peer");
-                    self.raft.report_unreachable(peer);
+            let message = PeerMessage::Raft(message);
+            let copies = match &self.config.observer {
+                None => 1,
+                Some(observer) => match observer.on_send(self.config.member_id, to, &message) {
+                    MessageFate::Deliver => 1,
+                    MessageFate::Drop => 0,
+                    MessageFate::Duplicate => 2,
+                },
+            };
+            for _ in 0..copies {
+                match self.transport.send(to, message.clone()) {
+                    Ok(()) => {}
+                    Err(SendError::UnknownPeer { peer }) => {
+                        debug!(peer = %peer, "no address for peer");
+                        self.raft.report_unreachable(peer);
+                    }
+                    Err(error @ SendError::QueueFull { .. }) => debug!(%error, "message dropped"),
                 }
-                Err(error @ SendError::QueueFull { .. }) => debug!(%error, "message dropped"),
             }
         }
 
@@ -1436,7 +1476,21 @@ impl Driver {
         self.on_read_states(std::mem::take(&mut ready.read_states));
         self.answer_applied_reads();
 
+        let appended = self
+            .config
+            .observer
+            .as_ref()
+            .map(|_| ready.entries.clone());
         self.raft.advance(ready);
+        if let (Some(observer), Some(appended)) = (&self.config.observer, appended) {
+            observer.on_ready(&ReadyObservation {
+                member: self.config.member_id,
+                status: self.raft.status(),
+                appended: &appended,
+                applied: self.applied_index,
+                store: &self.store,
+            });
+        }
         Ok(())
     }
 
@@ -1530,7 +1584,21 @@ impl Driver {
     }
 
     fn apply_command(&mut self, index: Index, envelope: Envelope) {
+        #[cfg(madsim)]
+        if std::mem::take(&mut self.apply_twice_pending) {
+            let twice = self.store.apply(&envelope.command, self.now_ms());
+            warn!(index = index.0, revision = twice.revision, "planted bug: applied twice");
+        }
         let applied = self.store.apply(&envelope.command, self.now_ms());
+        if let Some(observer) = &self.config.observer {
+            observer.on_applied(&AppliedCommand {
+                member: self.config.member_id,
+                index,
+                command: &envelope.command,
+                revision: applied.revision,
+                events: &applied.events,
+            });
+        }
         trace!(
             index = index.0,
             request_id = envelope.request_id,

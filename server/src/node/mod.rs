@@ -19,6 +19,9 @@ pub mod handle;
 pub mod log_store;
 pub mod member;
 pub mod metrics;
+pub mod observer;
+#[cfg(madsim)]
+pub mod planted_bug;
 pub mod request;
 pub mod snapshot_data;
 
@@ -31,4 +34,7 @@ pub use log_store::{
 };
 pub use member::{cluster_id_for, member_id_for, MemberTable};
 pub use metrics::{DurationHistogram, HistogramSnapshot, NodeMetrics};
+pub use observer::{AppliedCommand, MessageFate, NodeObserver, ReadyObservation};
+#[cfg(madsim)]
+pub use planted_bug::PlantedBug;
 pub use snapshot_data::{NodeMetadata, SnapshotData};

@@ -1,0 +1,452 @@
+//! The command line of `cairn-sim` (simulator build only).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cairn_sim::history::Outcome;
+use cairn_sim::runner::bug::Bug;
+use cairn_sim::runner::{run, RunOutcome};
+use cairn_sim::scenario::Scenario;
+use cairn_sim::swarm::SwarmParameters;
+use clap::{Parser, Subcommand};
+
+/// Where failing runs leave their trace and history.
+const FAILURES_DIR_DEFAULT: &str = "sim-failures";
+/// The seeds `scenarios` always runs.
+const FIXED_SEEDS_DEFAULT: &str = "1,2,3";
+
+#[derive(Debug, Parser)]
+#[command(name = "cairn-sim", about = "Deterministic simulation of a Cairn cluster under faults")]
+struct Arguments {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs one scenario with one seed.
+    Run {
+        /// The scenario file.
+        #[arg(long)]
+        scenario: PathBuf,
+        /// The seed.
+        #[arg(long)]
+        seed: u64,
+        /// Plants a deliberate bug (see `cairn-sim bugs`).
+        #[arg(long)]
+        bug: Option<String>,
+        /// Runs the seed twice and compares the trace hashes.
+        #[arg(long)]
+        check_determinism: bool,
+        /// Where a failing run writes its trace and history.
+        #[arg(long, default_value = FAILURES_DIR_DEFAULT)]
+        failures_dir: PathBuf,
+    },
+    /// Runs every scenario over fixed and fresh seeds and prints a summary.
+    Scenarios {
+        /// The scenario directory.
+        #[arg(long, default_value = "scenarios")]
+        dir: PathBuf,
+        /// Seeds every scenario runs, comma-separated.
+        #[arg(long, default_value = FIXED_SEEDS_DEFAULT)]
+        seeds: String,
+        /// Fresh seeds per scenario on top of the fixed ones.
+        #[arg(long, default_value_t = 1)]
+        fresh: u64,
+        /// Stop starting runs after this much wall time (seconds).
+        #[arg(long, default_value_t = 600)]
+        budget_secs: u64,
+        /// Also replay each scenario's first seed and compare trace hashes.
+        #[arg(long)]
+        check_determinism: bool,
+        /// Runs only scenarios whose name contains this.
+        #[arg(long)]
+        only: Option<String>,
+        /// Plants a deliberate bug in every run.
+        #[arg(long)]
+        bug: Option<String>,
+        /// Where failing runs write their trace and history.
+        #[arg(long, default_value = FAILURES_DIR_DEFAULT)]
+        failures_dir: PathBuf,
+    },
+    /// Lists the bugs `--bug` can plant.
+    Bugs,
+}
+
+pub fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .without_time()
+        .with_writer(std::io::stderr)
+        .init();
+    let arguments = Arguments::parse();
+    match arguments.command {
+        Command::Bugs => {
+            for bug in Bug::all() {
+                println!("{bug}");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Run {
+            scenario,
+            seed,
+            bug,
+            check_determinism,
+            failures_dir,
+        } => run_one(&scenario, seed, bug.as_deref(), check_determinism, &failures_dir),
+        Command::Scenarios {
+            dir,
+            seeds,
+            fresh,
+            budget_secs,
+            check_determinism,
+            only,
+            bug,
+            failures_dir,
+        } => run_all(&AllOptions {
+            dir,
+            seeds,
+            fresh,
+            budget: Duration::from_secs(budget_secs),
+            check_determinism,
+            only,
+            bug,
+            failures_dir,
+        }),
+    }
+}
+
+fn load(path: &Path) -> Result<Scenario, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    Scenario::parse(&path.display().to_string(), &text).map_err(|error| error.to_string())
+}
+
+fn parse_bug(name: Option<&str>) -> Result<Option<Bug>, String> {
+    match name {
+        None => Ok(None),
+        Some(name) => Bug::parse(name).map(Some).ok_or_else(|| {
+            let names: Vec<&str> = Bug::all().into_iter().map(Bug::name).collect();
+            format!("unknown bug {name:?}; known: {}", names.join(", "))
+        }),
+    }
+}
+
+fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .and_then(|output| String::from_utf8(output.stdout).ok())
+        .map(|text| text.trim().to_string())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// The one command that replays a run.
+fn replay_command(scenario: &Path, seed: u64, bug: Option<Bug>) -> String {
+    let bug = bug.map(|bug| format!(" --bug {bug}")).unwrap_or_default();
+    format!(
+        "git checkout {} && RUSTFLAGS=\"--cfg madsim\" cargo run -p cairn-sim --target-dir target-sim -- run --scenario {} --seed {seed}{bug}",
+        git_commit(),
+        scenario.display()
+    )
+}
+
+fn run_one(
+    path: &Path,
+    seed: u64,
+    bug: Option<&str>,
+    check_determinism: bool,
+    failures_dir: &Path,
+) -> ExitCode {
+    let (scenario, bug) = match load(path).and_then(|scenario| Ok((scenario, parse_bug(bug)?))) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("{}", SwarmParameters::draw(&scenario, seed));
+    if let Some(bug) = bug {
+        println!("planted bug = {bug}");
+    }
+    let wall = Instant::now();
+    let outcome = run(&scenario, seed, bug);
+    let wall = wall.elapsed();
+    print_outcome(&outcome, wall);
+    let mut ok = outcome.passed();
+    if check_determinism {
+        let again = run(&scenario, seed, bug);
+        if again.trace_hash == outcome.trace_hash {
+            println!(
+                "determinism: OK (trace hash {:016x} over {} events, twice)",
+                outcome.trace_hash, outcome.trace_lines_total
+            );
+        } else {
+            println!(
+                "determinism: FAILED: trace hash {:016x} ({} events) then {:016x} ({} events)",
+                outcome.trace_hash,
+                outcome.trace_lines_total,
+                again.trace_hash,
+                again.trace_lines_total
+            );
+            ok = false;
+        }
+    }
+    if !ok {
+        report_failure(path, &outcome, failures_dir);
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn print_outcome(outcome: &RunOutcome, wall: Duration) {
+    print!("{}", outcome.verdict);
+    for conflict in &outcome.conflicts {
+        println!("event log conflict: {conflict}");
+    }
+    let (completed, failed, indeterminate) = outcome_counts(outcome);
+    println!(
+        "operations: {} ({completed} completed, {failed} failed, {indeterminate} indeterminate); messages dropped {}, duplicated {}",
+        outcome.operations(),
+        outcome.messages_dropped,
+        outcome.messages_duplicated
+    );
+    println!(
+        "time: {:.1}s simulated in {:.1}s wall ({:.1}x); trace hash {:016x} over {} events",
+        outcome.simulated.as_secs_f64(),
+        wall.as_secs_f64(),
+        outcome.simulated.as_secs_f64() / wall.as_secs_f64().max(1e-9),
+        outcome.trace_hash,
+        outcome.trace_lines_total
+    );
+}
+
+fn outcome_counts(outcome: &RunOutcome) -> (usize, usize, usize) {
+    let mut counts = (0, 0, 0);
+    for record in outcome.history.records() {
+        match record.outcome {
+            Outcome::Completed { .. } => counts.0 += 1,
+            Outcome::Failed { .. } => counts.1 += 1,
+            Outcome::Indeterminate { .. } | Outcome::Pending => counts.2 += 1,
+        }
+    }
+    counts
+}
+
+/// Writes the trace, the history and the verdict under `failures_dir`, and
+/// prints the replay command.
+fn report_failure(path: &Path, outcome: &RunOutcome, failures_dir: &Path) {
+    let parameters = &outcome.parameters;
+    let bug = outcome
+        .bug
+        .map(|bug| format!("-{bug}"))
+        .unwrap_or_default();
+    let dir = failures_dir.join(format!(
+        "{}-seed-{}{bug}",
+        parameters.scenario, parameters.seed
+    ));
+    let written = std::fs::create_dir_all(&dir).and_then(|()| {
+        let mut trace = String::new();
+        for line in &outcome.trace {
+            trace.push_str(line);
+            trace.push('\n');
+        }
+        std::fs::write(dir.join("trace.log"), trace)?;
+        let mut history = String::new();
+        for record in outcome.history.records() {
+            let _ = writeln!(
+                history,
+                "{} {} invoked {} {:?} -> {:?}",
+                record.id, record.client, record.invoked_at, record.operation, record.outcome
+            );
+        }
+        std::fs::write(dir.join("history.txt"), history)?;
+        let mut verdict = format!("{parameters}\n{}", outcome.verdict);
+        for conflict in &outcome.conflicts {
+            let _ = writeln!(verdict, "event log conflict: {conflict}");
+        }
+        std::fs::write(dir.join("verdict.txt"), verdict)
+    });
+    match written {
+        Ok(()) => println!("trace and history: {}", dir.display()),
+        Err(error) => eprintln!("cannot write {}: {error}", dir.display()),
+    }
+    println!("FAILED; replay with:\n  {}", replay_command(path, parameters.seed, outcome.bug));
+}
+
+struct AllOptions {
+    dir: PathBuf,
+    seeds: String,
+    fresh: u64,
+    budget: Duration,
+    check_determinism: bool,
+    only: Option<String>,
+    bug: Option<String>,
+    failures_dir: PathBuf,
+}
+
+/// Totals of one scenario's runs.
+#[derive(Default)]
+struct ScenarioTotals {
+    runs: usize,
+    failed: Vec<u64>,
+    operations: usize,
+    unknown: usize,
+    faults: BTreeMap<&'static str, usize>,
+    simulated: Duration,
+    wall: Duration,
+}
+
+fn run_all(options: &AllOptions) -> ExitCode {
+    let bug = match parse_bug(options.bug.as_deref()) {
+        Ok(bug) => bug,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut paths: Vec<PathBuf> = match std::fs::read_dir(&options.dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "scn"))
+            .filter(|path| {
+                options.only.as_ref().is_none_or(|only| {
+                    path.file_stem()
+                        .is_some_and(|stem| stem.to_string_lossy().contains(only.as_str()))
+                })
+            })
+            .collect(),
+        Err(error) => {
+            eprintln!("cannot list {}: {error}", options.dir.display());
+            return ExitCode::from(2);
+        }
+    };
+    paths.sort();
+    let mut seeds: Vec<u64> = Vec::new();
+    for part in options.seeds.split(',').filter(|part| !part.trim().is_empty()) {
+        match part.trim().parse() {
+            Ok(seed) => seeds.push(seed),
+            Err(error) => {
+                eprintln!("bad seed {part:?}: {error}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    // Fresh seeds come from the wall clock, outside any simulation.
+    let entropy = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as u64);
+    let fresh: Vec<u64> = (0..options.fresh)
+        .map(|index| (entropy ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15)) % 1_000_000_000)
+        .collect();
+    println!("fixed seeds {seeds:?}, fresh seeds {fresh:?}");
+    seeds.extend(&fresh);
+    let total_runs = paths.len() * seeds.len();
+    let started = Instant::now();
+    let mut totals: BTreeMap<String, ScenarioTotals> = BTreeMap::new();
+    let mut skipped = 0;
+    let mut determinism_failures = Vec::new();
+    let mut index = 0;
+    for path in &paths {
+        let scenario = match load(path) {
+            Ok(scenario) => scenario,
+            Err(error) => {
+                eprintln!("{error}");
+                return ExitCode::from(2);
+            }
+        };
+        for (position, &seed) in seeds.iter().enumerate() {
+            index += 1;
+            if started.elapsed() >= options.budget {
+                skipped += 1;
+                continue;
+            }
+            let wall = Instant::now();
+            let outcome = run(&scenario, seed, bug);
+            let wall = wall.elapsed();
+            let entry = totals.entry(scenario.name.clone()).or_default();
+            entry.runs += 1;
+            entry.operations += outcome.operations();
+            entry.unknown += outcome.verdict.unknown_count();
+            for (kind, count) in &outcome.verdict.fault_counts {
+                *entry.faults.entry(kind).or_insert(0) += count;
+            }
+            entry.simulated += outcome.simulated;
+            entry.wall += wall;
+            let verdict = if outcome.passed() { "PASS" } else { "FAIL" };
+            println!(
+                "[{index}/{total_runs}] {} seed {seed}: {verdict}, {} ops, {:.0}s simulated in {:.1}s",
+                scenario.name,
+                outcome.operations(),
+                outcome.simulated.as_secs_f64(),
+                wall.as_secs_f64()
+            );
+            if !outcome.passed() {
+                entry.failed.push(seed);
+                print!("{}", outcome.verdict);
+                report_failure(path, &outcome, &options.failures_dir);
+            }
+            if options.check_determinism && position == 0 {
+                let again = run(&scenario, seed, bug);
+                if again.trace_hash != outcome.trace_hash {
+                    println!(
+                        "  determinism FAILED: {:016x} then {:016x}",
+                        outcome.trace_hash, again.trace_hash
+                    );
+                    determinism_failures.push((scenario.name.clone(), seed));
+                } else {
+                    println!("  determinism OK ({:016x})", outcome.trace_hash);
+                }
+            }
+        }
+    }
+    println!();
+    println!(
+        "{:<40} {:>4} {:>6} {:>8} {:>7} {:>9} {:>8}  faults",
+        "scenario", "runs", "failed", "ops", "unknown", "simulated", "wall"
+    );
+    let mut failed_runs = 0;
+    for (name, total) in &totals {
+        failed_runs += total.failed.len();
+        let faults: Vec<String> = total
+            .faults
+            .iter()
+            .map(|(kind, count)| format!("{kind} {count}"))
+            .collect();
+        println!(
+            "{:<40} {:>4} {:>6} {:>8} {:>7} {:>8.0}s {:>7.1}s  {}",
+            name,
+            total.runs,
+            total.failed.len(),
+            total.operations,
+            total.unknown,
+            total.simulated.as_secs_f64(),
+            total.wall.as_secs_f64(),
+            if faults.is_empty() {
+                "none".to_string()
+            } else {
+                faults.join(", ")
+            }
+        );
+    }
+    println!(
+        "{} runs, {failed_runs} failed, {skipped} skipped by the {}s budget, {} determinism failures, {:.0}s wall",
+        total_runs - skipped,
+        options.budget.as_secs(),
+        determinism_failures.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if failed_runs > 0 || !determinism_failures.is_empty() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

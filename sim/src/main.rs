@@ -1,0 +1,28 @@
+//! `cairn-sim`: runs Cairn's production node driver inside the madsim
+//! deterministic simulator under faults and checks what happened.
+//!
+//! ```text
+//! cairn-sim run --scenario scenarios/swarm.scn --seed 42 [--bug NAME] [--check-determinism]
+//! cairn-sim scenarios [--dir scenarios] [--seeds 1,2,3] [--fresh 2] [--budget-secs 600]
+//! cairn-sim bugs
+//! ```
+//!
+//! Build it with `RUSTFLAGS="--cfg madsim" cargo build -p cairn-sim
+//! --target-dir target-sim`; the normal build only says so.
+
+#[cfg(madsim)]
+mod cli;
+
+#[cfg(madsim)]
+fn main() -> std::process::ExitCode {
+    cli::main()
+}
+
+#[cfg(not(madsim))]
+fn main() -> std::process::ExitCode {
+    eprintln!(
+        "cairn-sim runs only in the simulator build: \
+         RUSTFLAGS=\"--cfg madsim\" cargo build -p cairn-sim --target-dir target-sim"
+    );
+    std::process::ExitCode::from(2)
+}

@@ -1,0 +1,314 @@
+//! [`Recorder`]: everything one run observes, in one place the node
+//! observers, the clients and the nemesis all write to: the Raft checker fed
+//! after every Ready, the committed event log fed from every apply, lease
+//! revocations, the per-link message faults, and the event trace whose hash
+//! proves a run replays byte for byte.
+//!
+//! The simulation is single-threaded, so a plain mutex never contends; it
+//! only satisfies the `Send + Sync` bound of the node observer.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use cairn_core::kv::{Command, KvStore, LeaseId, RangeRequest};
+use cairn_core::raft::{Index, NodeId};
+use cairn_server::node::{
+    AppliedCommand, MessageFate, NodeObserver, ReadyObservation,
+};
+use cairn_server::transport::PeerMessage;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::checker::lease::LeaseRevocation;
+use crate::checker::raft::{fnv1a, EntryDigest, NodeObservation, RaftChecker, RaftViolation};
+use crate::event_log::{EventLog, EventLogConflict};
+use crate::time::SimTime;
+
+/// The store's revision before the first write (etcd starts at 1).
+pub const INITIAL_REVISION: i64 = 1;
+/// Trace lines kept for the failure report (the hash covers all of them).
+pub const TRACE_LINES_KEPT: usize = 20_000;
+
+/// Message faults on every link, in percent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkFaults {
+    /// Chance a message is lost.
+    pub loss_percent: u32,
+    /// Chance a message is sent twice.
+    pub duplicate_percent: u32,
+}
+
+/// The run's event trace: a running hash over every line, and the latest
+/// lines for the failure report.
+#[derive(Debug)]
+pub struct Trace {
+    hash: u64,
+    lines: VecDeque<String>,
+    total: u64,
+}
+
+impl Trace {
+    fn new() -> Trace {
+        Trace {
+            hash: fnv1a(std::iter::empty()),
+            lines: VecDeque::new(),
+            total: 0,
+        }
+    }
+
+    /// Appends one line stamped with simulated time.
+    pub fn line(&mut self, at: SimTime, text: &str) {
+        let line = format!("{at} {text}");
+        for byte in line.bytes().chain(std::iter::once(b'\n')) {
+            self.hash = (self.hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        if self.lines.len() == TRACE_LINES_KEPT {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(line);
+        self.total += 1;
+    }
+
+    /// The hash over every line so far.
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    /// How many lines were traced.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The kept lines, oldest first.
+    pub fn lines(&self) -> impl Iterator<Item = &String> {
+        self.lines.iter()
+    }
+}
+
+/// What the run observed.
+#[derive(Debug)]
+pub struct Recorder {
+    origin: tokio::time::Instant,
+    /// Raft invariants.
+    pub raft: RaftChecker,
+    /// The first Raft violation (the checker stops at it).
+    pub raft_violation: Option<RaftViolation>,
+    /// Committed revisions as members applied them.
+    pub event_log: EventLog,
+    /// Members that applied different events at one revision.
+    pub conflicts: Vec<EventLogConflict>,
+    /// Lease revocations, first application each.
+    pub revocations: BTreeMap<LeaseId, LeaseRevocation>,
+    /// Each member's incarnation (bumped at every start).
+    pub incarnations: BTreeMap<NodeId, u64>,
+    /// Each member's last observed applied index (to hash state only on change).
+    last_applied: BTreeMap<NodeId, Index>,
+    /// Message faults in force.
+    pub links: LinkFaults,
+    /// Messages lost and duplicated by the link faults.
+    pub messages_dropped: u64,
+    /// Messages duplicated.
+    pub messages_duplicated: u64,
+    rng: ChaCha8Rng,
+    /// The event trace.
+    pub trace: Trace,
+}
+
+impl Recorder {
+    /// A recorder whose clock starts now and whose message faults draw from `seed`.
+    pub fn new(seed: u64) -> Recorder {
+        Recorder {
+            origin: tokio::time::Instant::now(),
+            raft: RaftChecker::new(),
+            raft_violation: None,
+            event_log: EventLog::new(INITIAL_REVISION),
+            conflicts: Vec::new(),
+            revocations: BTreeMap::new(),
+            incarnations: BTreeMap::new(),
+            last_applied: BTreeMap::new(),
+            links: LinkFaults::default(),
+            messages_dropped: 0,
+            messages_duplicated: 0,
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x6c69_6e6b),
+            trace: Trace::new(),
+        }
+    }
+
+    /// Simulated time since the run started.
+    pub fn now(&self) -> SimTime {
+        SimTime::from_duration(self.origin.elapsed())
+    }
+
+    /// Traces one line at the current simulated time.
+    pub fn trace(&mut self, text: &str) {
+        let now = self.now();
+        self.trace.line(now, text);
+    }
+
+    /// Counts a new incarnation of `member` (it is starting).
+    pub fn new_incarnation(&mut self, member: NodeId) -> u64 {
+        let incarnation = self.incarnations.entry(member).or_insert(0);
+        *incarnation += 1;
+        let incarnation = *incarnation;
+        self.last_applied.remove(&member);
+        self.trace(&format!("member {member} starts (incarnation {incarnation})"));
+        incarnation
+    }
+
+    fn on_ready(&mut self, observation: &ReadyObservation<'_>) {
+        let member = observation.member;
+        let status = &observation.status;
+        let changed = self.last_applied.get(&member) != Some(&observation.applied);
+        let state_hash = changed.then(|| state_hash(observation.store));
+        self.last_applied.insert(member, observation.applied);
+        let raft_observation = NodeObservation {
+            node: member,
+            incarnation: self.incarnations.get(&member).copied().unwrap_or(0),
+            term: status.term,
+            role: status.role,
+            leader: status.leader,
+            commit: status.commit,
+            applied: observation.applied,
+            last_index: status.last_index,
+            entries: observation.appended.iter().map(EntryDigest::of).collect(),
+            state_hash,
+        };
+        let mut line = format!(
+            "ready {member} term={} role={:?} leader={:?} commit={} applied={} last={}",
+            status.term.0,
+            status.role,
+            status.leader.map(|id| id.0),
+            status.commit.0,
+            observation.applied.0,
+            status.last_index.0
+        );
+        for digest in &raft_observation.entries {
+            let _ = write!(
+                line,
+                " e{}/{}/{:x}",
+                digest.index.0, digest.term.0, digest.data_hash
+            );
+        }
+        if let Some(hash) = state_hash {
+            let _ = write!(line, " state={hash:x}");
+        }
+        self.trace(&line);
+        if self.raft_violation.is_none() {
+            let now = self.now();
+            if let Err(violation) = self.raft.observe(now, &raft_observation) {
+                self.trace(&format!("RAFT VIOLATION {violation}"));
+                self.raft_violation = Some(violation);
+            }
+        }
+    }
+
+    fn on_applied(&mut self, applied: &AppliedCommand<'_>) {
+        let now = self.now();
+        self.trace(&format!(
+            "apply {} index={} revision={} events={}",
+            applied.member,
+            applied.index.0,
+            applied.revision,
+            applied.events.len()
+        ));
+        if let Command::LeaseRevoke { id } = applied.command {
+            let revision = (!applied.events.is_empty()).then_some(applied.revision);
+            let revocation = self.revocations.entry(*id).or_insert(LeaseRevocation {
+                lease: *id,
+                revision,
+                applied_at: now,
+            });
+            revocation.applied_at = revocation.applied_at.min(now);
+        }
+        if applied.events.is_empty() {
+            return;
+        }
+        if let Err(conflict) = self.event_log.record(
+            applied.member,
+            applied.revision,
+            applied.events.to_vec(),
+            now,
+        ) {
+            self.trace(&format!("EVENT LOG CONFLICT {conflict}"));
+            self.conflicts.push(conflict);
+        }
+    }
+
+    fn on_send(&mut self, from: NodeId, to: NodeId) -> MessageFate {
+        let links = self.links;
+        if links.loss_percent > 0 && self.rng.gen_range(0..100) < links.loss_percent {
+            self.messages_dropped += 1;
+            self.trace(&format!("drop {from}->{to}"));
+            return MessageFate::Drop;
+        }
+        if links.duplicate_percent > 0 && self.rng.gen_range(0..100) < links.duplicate_percent {
+            self.messages_duplicated += 1;
+            self.trace(&format!("duplicate {from}->{to}"));
+            return MessageFate::Duplicate;
+        }
+        MessageFate::Deliver
+    }
+}
+
+/// A hash of the store's live key-values (key, value, revisions, version,
+/// lease): equal stores hash equal on every platform.
+fn state_hash(store: &KvStore) -> u64 {
+    let everything = RangeRequest {
+        key: vec![0],
+        range_end: vec![0],
+        ..RangeRequest::default()
+    };
+    let Ok(response) = store.range(&everything) else {
+        return 0;
+    };
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(&store.revision().to_be_bytes());
+    for kv in &response.kvs {
+        bytes.extend_from_slice(&(kv.key.len() as u64).to_be_bytes());
+        bytes.extend_from_slice(&kv.key);
+        bytes.extend_from_slice(&(kv.value.len() as u64).to_be_bytes());
+        bytes.extend_from_slice(&kv.value);
+        for number in [kv.create_revision, kv.mod_revision, kv.version, kv.lease] {
+            bytes.extend_from_slice(&number.to_be_bytes());
+        }
+    }
+    fnv1a(bytes)
+}
+
+/// The shared recorder.
+#[derive(Clone, Debug)]
+pub struct SharedRecorder(Arc<Mutex<Recorder>>);
+
+impl SharedRecorder {
+    /// Shares `recorder`.
+    pub fn new(recorder: Recorder) -> SharedRecorder {
+        SharedRecorder(Arc::new(Mutex::new(recorder)))
+    }
+
+    /// Locks it (the simulation is single-threaded: never contended).
+    pub fn lock(&self) -> MutexGuard<'_, Recorder> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The [`NodeObserver`] every simulated member gets.
+#[derive(Clone, Debug)]
+pub struct SimObserver {
+    /// Where observations go.
+    pub recorder: SharedRecorder,
+}
+
+impl NodeObserver for SimObserver {
+    fn on_ready(&self, observation: &ReadyObservation<'_>) {
+        self.recorder.lock().on_ready(observation);
+    }
+
+    fn on_applied(&self, applied: &AppliedCommand<'_>) {
+        self.recorder.lock().on_applied(applied);
+    }
+
+    fn on_send(&self, from: NodeId, to: NodeId, _message: &PeerMessage) -> MessageFate {
+        self.recorder.lock().on_send(from, to)
+    }
+}

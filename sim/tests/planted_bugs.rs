@@ -52,3 +52,16 @@ fn without_a_bug_the_same_scenario_passes() {
         );
     }
 }
+
+#[test]
+fn a_seed_replays_with_the_same_trace_hash() {
+    let scenario = bug_hunt();
+    let first = run(&scenario, 7, None);
+    let second = run(&scenario, 7, None);
+    assert_eq!(
+        first.trace_hash, second.trace_hash,
+        "seed 7 traced {} then {} events",
+        first.trace_lines_total, second.trace_lines_total
+    );
+    assert!(first.trace_lines_total > 1000, "a run traces its events");
+}

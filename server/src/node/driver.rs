@@ -1476,17 +1476,18 @@ impl Driver {
         self.on_read_states(std::mem::take(&mut ready.read_states));
         self.answer_applied_reads();
 
-        let appended = self
+        let observed = self
             .config
             .observer
             .as_ref()
-            .map(|_| ready.entries.clone());
+            .map(|_| (ready.entries.clone(), ready.committed_entries.clone()));
         self.raft.advance(ready);
-        if let (Some(observer), Some(appended)) = (&self.config.observer, appended) {
+        if let (Some(observer), Some((appended, committed))) = (&self.config.observer, observed) {
             observer.on_ready(&ReadyObservation {
                 member: self.config.member_id,
                 status: self.raft.status(),
                 appended: &appended,
+                committed: &committed,
                 applied: self.applied_index,
                 store: &self.store,
             });

@@ -35,6 +35,8 @@ pub struct ReadyObservation<'a> {
     pub status: Status,
     /// The entries this Ready appended to the log (now persisted).
     pub appended: &'a [Entry],
+    /// The committed entries this Ready applied.
+    pub committed: &'a [Entry],
     /// The index the key-value store reflects.
     pub applied: Index,
     /// The key-value store at `applied`.

@@ -194,9 +194,19 @@ impl Recorder {
             let _ = write!(line, " state={hash:x}");
         }
         self.trace(&line);
-        if self.raft_violation.is_none() {
+        // The committed window in a second observation: the two windows
+        // need not be contiguous with each other.
+        let committed_observation = (!observation.committed.is_empty()).then(|| NodeObservation {
+            entries: observation.committed.iter().map(EntryDigest::of).collect(),
+            state_hash: None,
+            ..raft_observation.clone()
+        });
+        for checked in std::iter::once(&raft_observation).chain(committed_observation.as_ref()) {
+            if self.raft_violation.is_some() {
+                break;
+            }
             let now = self.now();
-            if let Err(violation) = self.raft.observe(now, &raft_observation) {
+            if let Err(violation) = self.raft.observe(now, checked) {
                 self.trace(&format!("RAFT VIOLATION {violation}"));
                 self.raft_violation = Some(violation);
             }

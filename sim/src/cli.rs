@@ -44,6 +44,9 @@ enum Command {
         /// Where a failing run writes its trace and history.
         #[arg(long, default_value = FAILURES_DIR_DEFAULT)]
         failures_dir: PathBuf,
+        /// Writes the trace and history even when the run passes.
+        #[arg(long)]
+        keep_trace: bool,
     },
     /// Runs every scenario over fixed and fresh seeds and prints a summary.
     Scenarios {
@@ -78,7 +81,7 @@ enum Command {
 
 pub fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .without_time()
@@ -98,7 +101,15 @@ pub fn main() -> ExitCode {
             bug,
             check_determinism,
             failures_dir,
-        } => run_one(&scenario, seed, bug.as_deref(), check_determinism, &failures_dir),
+            keep_trace,
+        } => run_one(
+            &scenario,
+            seed,
+            bug.as_deref(),
+            check_determinism,
+            &failures_dir,
+            keep_trace,
+        ),
         Command::Scenarios {
             dir,
             seeds,
@@ -164,6 +175,7 @@ fn run_one(
     bug: Option<&str>,
     check_determinism: bool,
     failures_dir: &Path,
+    keep_trace: bool,
 ) -> ExitCode {
     let (scenario, bug) = match load(path).and_then(|scenario| Ok((scenario, parse_bug(bug)?))) {
         Ok(loaded) => loaded,
@@ -202,6 +214,9 @@ fn run_one(
     if !ok {
         report_failure(path, &outcome, failures_dir);
         return ExitCode::FAILURE;
+    }
+    if keep_trace {
+        write_artifacts(&outcome, failures_dir);
     }
     ExitCode::SUCCESS
 }
@@ -243,6 +258,15 @@ fn outcome_counts(outcome: &RunOutcome) -> (usize, usize, usize) {
 /// Writes the trace, the history and the verdict under `failures_dir`, and
 /// prints the replay command.
 fn report_failure(path: &Path, outcome: &RunOutcome, failures_dir: &Path) {
+    write_artifacts(outcome, failures_dir);
+    println!(
+        "FAILED; replay with:\n  {}",
+        replay_command(path, outcome.parameters.seed, outcome.bug)
+    );
+}
+
+/// Writes the trace, the history and the verdict under `failures_dir`.
+fn write_artifacts(outcome: &RunOutcome, failures_dir: &Path) {
     let parameters = &outcome.parameters;
     let bug = outcome
         .bug
@@ -278,7 +302,6 @@ fn report_failure(path: &Path, outcome: &RunOutcome, failures_dir: &Path) {
         Ok(()) => println!("trace and history: {}", dir.display()),
         Err(error) => eprintln!("cannot write {}: {error}", dir.display()),
     }
-    println!("FAILED; replay with:\n  {}", replay_command(path, parameters.seed, outcome.bug));
 }
 
 struct AllOptions {

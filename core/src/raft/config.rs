@@ -28,6 +28,23 @@ pub struct Config {
     pub uncommitted_bytes_max: u64,
     /// Seed for the randomized election timeout. The only source of randomness.
     pub seed: u64,
+    /// A deliberate bug the simulator switches on to prove its checkers
+    /// catch it (simulator build only).
+    #[cfg(madsim)]
+    pub planted_bug: Option<PlantedRaftBug>,
+}
+
+/// A deliberate Raft bug (simulator build only).
+#[cfg(madsim)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PlantedRaftBug {
+    /// Grant votes (and pre-votes) without checking that the candidate's
+    /// log is at least as up to date: a stale member can win an election
+    /// and overwrite committed entries.
+    VoteIgnoringLog,
+    /// A leader commits what it persisted itself, without waiting for a
+    /// quorum of voters.
+    CommitWithoutQuorum,
 }
 
 impl Config {
@@ -45,6 +62,8 @@ impl Config {
             snapshot_chunk_bytes_max: 1024 * 1024,
             uncommitted_bytes_max: 64 * 1024 * 1024,
             seed,
+            #[cfg(madsim)]
+            planted_bug: None,
         }
     }
 }

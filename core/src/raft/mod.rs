@@ -82,6 +82,8 @@ mod read_only;
 mod replication;
 
 pub use config::Config;
+#[cfg(madsim)]
+pub use config::PlantedRaftBug;
 pub use entry::{
     ConfChange, ConfState, Entry, EntryKind, HardState, Index, NodeId, Snapshot, SnapshotMetadata,
     Term,

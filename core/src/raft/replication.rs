@@ -200,6 +200,14 @@ impl Raft {
                 self.progress.get(&id).map_or(Index(0), |p| p.match_index)
             }
         });
+        #[cfg(madsim)]
+        let quorum_index = if self.config.planted_bug
+            == Some(super::config::PlantedRaftBug::CommitWithoutQuorum)
+        {
+            persisted
+        } else {
+            quorum_index
+        };
         let previous = self.log.committed();
         if !self.log.maybe_commit(quorum_index, self.term) {
             return false;

@@ -243,6 +243,15 @@ pub async fn start(
     };
     let mut raft_config = Config::new(config.member_id, config.seed);
     raft_config.election_timeout_ticks = config.election_timeout_ticks;
+    #[cfg(madsim)]
+    {
+        use cairn_core::raft::PlantedRaftBug;
+        raft_config.planted_bug = match config.planted_bug {
+            Some(PlantedBug::VoteIgnoringLog) => Some(PlantedRaftBug::VoteIgnoringLog),
+            Some(PlantedBug::CommitWithoutQuorum) => Some(PlantedRaftBug::CommitWithoutQuorum),
+            _ => None,
+        };
+    }
 
     let transport_config = TransportConfig::new(
         config.cluster_id,
@@ -1009,12 +1018,6 @@ impl Driver {
     /// Answers the reads whose read index is applied.
     fn answer_applied_reads(&mut self) {
         let applied = self.applied_index;
-        #[cfg(madsim)]
-        let applied = if self.planted(PlantedBug::ReadBeforeApply) {
-            Index(u64::MAX)
-        } else {
-            applied
-        };
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_awaiting_apply)
             .into_iter()
             .partition(|(index, _)| *index <= applied);
@@ -1712,6 +1715,15 @@ impl Driver {
             budget -= responses.len();
             for response in responses {
                 delivered = true;
+                #[cfg(madsim)]
+                if self.planted(PlantedBug::DropWatchEvents)
+                    && response.events.first().is_some_and(|event| {
+                        event.kv.mod_revision % super::planted_bug::DROPPED_WATCH_REVISION_DIVISOR
+                            == 0
+                    })
+                {
+                    continue;
+                }
                 // Only this task sends on the channel, and it had room.
                 if sender.try_send(response).is_err() {
                     debug!(stream, "watch stream closed while sending");

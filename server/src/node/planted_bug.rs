@@ -4,7 +4,8 @@
 
 use std::fmt;
 
-/// A deliberate driver bug.
+/// A deliberate bug in the driver (or, for the last two, in the Raft core
+/// through its configuration).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PlantedBug {
     /// Serve linearizable reads from local state, without ReadIndex.
@@ -14,18 +15,27 @@ pub enum PlantedBug {
     ForgetVote,
     /// After a restart, apply the first replayed command twice.
     ApplyTwiceAfterRestart,
-    /// Answer ReadIndex reads as soon as the read index is known, before the
-    /// member applied up to it.
-    ReadBeforeApply,
+    /// Lose, on its way to the stream, every watch response whose first
+    /// event's revision is divisible by [`DROPPED_WATCH_REVISION_DIVISOR`].
+    DropWatchEvents,
+    /// The Raft core grants votes without the log up-to-date check.
+    VoteIgnoringLog,
+    /// The Raft leader commits without a quorum.
+    CommitWithoutQuorum,
 }
+
+/// [`PlantedBug::DropWatchEvents`] loses the responses of revisions divisible by this.
+pub const DROPPED_WATCH_REVISION_DIVISOR: i64 = 17;
 
 impl PlantedBug {
     /// Every driver bug.
-    pub const ALL: [PlantedBug; 4] = [
+    pub const ALL: [PlantedBug; 6] = [
         PlantedBug::ReadWithoutReadIndex,
         PlantedBug::ForgetVote,
         PlantedBug::ApplyTwiceAfterRestart,
-        PlantedBug::ReadBeforeApply,
+        PlantedBug::DropWatchEvents,
+        PlantedBug::VoteIgnoringLog,
+        PlantedBug::CommitWithoutQuorum,
     ];
 
     /// The name `cairn-sim --bug` takes.
@@ -34,7 +44,9 @@ impl PlantedBug {
             PlantedBug::ReadWithoutReadIndex => "read-without-read-index",
             PlantedBug::ForgetVote => "forget-vote",
             PlantedBug::ApplyTwiceAfterRestart => "apply-twice-after-restart",
-            PlantedBug::ReadBeforeApply => "read-before-apply",
+            PlantedBug::DropWatchEvents => "drop-watch-events",
+            PlantedBug::VoteIgnoringLog => "vote-ignoring-log",
+            PlantedBug::CommitWithoutQuorum => "commit-without-quorum",
         }
     }
 }

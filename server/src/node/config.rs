@@ -23,6 +23,8 @@ pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
 pub const REQUEST_BYTES_MAX_DEFAULT: usize = 1024 * 1024 + 512 * 1024;
 /// etcd's --max-txn-ops.
 pub const TXN_OPS_MAX_DEFAULT: usize = 128;
+/// The seed when none is configured (the simulator draws its own).
+pub const SEED_DEFAULT: u64 = 0;
 
 /// Whether this member founds a cluster or joins a running one (etcd's
 /// --initial-cluster-state). Ignored when the data dir holds state.
@@ -106,7 +108,8 @@ pub struct NodeConfig {
     pub request_bytes_max: usize,
     /// --max-txn-ops.
     pub txn_ops_max: usize,
-    /// The only source of randomness (election timeouts, lease IDs).
+    /// The only source of randomness (election timeouts, lease IDs). Every
+    /// consumer mixes in the member ID, so members may share a seed.
     pub seed: u64,
     /// Where the node reports what it observes.
     pub metrics: Arc<NodeMetrics>,
@@ -149,7 +152,6 @@ impl NodeConfig {
             });
         };
         let cluster_id = cluster_id_for(members.keys().copied());
-        let seed = member_id.0;
         Ok(NodeConfig {
             name,
             member_id,
@@ -166,7 +168,7 @@ impl NodeConfig {
             request_timeout: REQUEST_TIMEOUT_DEFAULT,
             request_bytes_max: REQUEST_BYTES_MAX_DEFAULT,
             txn_ops_max: TXN_OPS_MAX_DEFAULT,
-            seed,
+            seed: SEED_DEFAULT,
             metrics: Arc::new(NodeMetrics::default()),
         })
     }

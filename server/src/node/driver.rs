@@ -41,7 +41,9 @@ use super::config::{NodeConfig, StartMode};
 use super::error::NodeError;
 use super::handle::{Member, NodeHandle, ResponseHeader, StatusInfo};
 use super::log_store::{open_raft_storage, LogStore, LogStoreError, Recovery};
-use super::member::{member_id_for, member_using_peer_url, peer_urls_by_member, MemberTable};
+use super::member::{
+    member_id_for, member_using_peer_url, peer_urls_by_member, stable_hash, MemberTable,
+};
 use super::metrics::NodeMetrics;
 use super::request::{MemberChange, NodeRequest, ReadRequest, Reply};
 use super::snapshot_data::{NodeMetadata, SnapshotData};
@@ -279,7 +281,13 @@ pub async fn start(
         let id = config.member_id.0;
         (id ^ (id >> 16) ^ (id >> 32) ^ (id >> 48)) & 0xffff
     };
-    let rng = ChaCha8Rng::seed_from_u64(config.seed ^ metadata.boots.rotate_left(32));
+    // Members sharing a seed, and successive boots, draw different lease IDs.
+    let rng_seed = stable_hash([
+        config.seed.to_le_bytes().as_slice(),
+        config.member_id.0.to_le_bytes().as_slice(),
+        metadata.boots.to_le_bytes().as_slice(),
+    ]);
+    let rng = ChaCha8Rng::seed_from_u64(rng_seed);
     metrics.revision.store(store.revision(), Ordering::Relaxed);
     metrics
         .db_size_bytes

@@ -123,7 +123,6 @@ impl TestCluster {
                 .unwrap();
                 config.tick_interval = TEST_TICK;
                 config.request_timeout = Duration::from_secs(3);
-                config.seed = 1000 + i as u64;
                 tune(&mut config);
                 TestNode {
                     config,

@@ -442,3 +442,73 @@ async fn watches_catch_up_from_history_and_answer_progress_requests() {
     .await;
     cluster.shutdown_all().await;
 }
+
+#[tokio::test]
+async fn a_member_added_at_runtime_joins_after_compaction() {
+    let mut cluster = TestCluster::start(3, |config| config.snapshot_count = 4).await;
+    let leader = cluster.wait_for_leader().await;
+    for i in 0..10 {
+        cluster
+            .put(leader, &format!("j{i}"), &format!("v{i}"))
+            .await;
+    }
+    let joiner = cluster.add_member_slot().await;
+    let (_, member, members) = cluster
+        .handle(leader)
+        .member_add(
+            cluster.nodes[joiner].config.initial_cluster[&cluster.nodes[joiner].config.member_id]
+                .peer_urls
+                .clone(),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(member.id, cluster.nodes[joiner].config.member_id.0);
+    assert_eq!(members.len(), 4);
+    cluster.start_node(joiner).await;
+    for i in 0..10 {
+        cluster
+            .wait_for_value(joiner, &format!("j{i}"), &format!("v{i}"), true)
+            .await;
+    }
+    cluster.put(joiner, "after-join", "x").await;
+    cluster
+        .wait_for_value(leader, "after-join", "x", false)
+        .await;
+    cluster.shutdown_all().await;
+}
+
+#[tokio::test]
+async fn a_member_added_at_runtime_joins_and_catches_up_from_the_log() {
+    let mut cluster = TestCluster::start(3, |_| {}).await;
+    let leader = cluster.wait_for_leader().await;
+    for i in 0..10 {
+        cluster
+            .put(leader, &format!("j{i}"), &format!("v{i}"))
+            .await;
+    }
+    let joiner = cluster.add_member_slot().await;
+    let (_, member, members) = cluster
+        .handle(leader)
+        .member_add(
+            cluster.nodes[joiner].config.initial_cluster[&cluster.nodes[joiner].config.member_id]
+                .peer_urls
+                .clone(),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(member.id, cluster.nodes[joiner].config.member_id.0);
+    assert_eq!(members.len(), 4);
+    cluster.start_node(joiner).await;
+    for i in 0..10 {
+        cluster
+            .wait_for_value(joiner, &format!("j{i}"), &format!("v{i}"), true)
+            .await;
+    }
+    cluster.put(joiner, "after-join", "x").await;
+    cluster
+        .wait_for_value(leader, "after-join", "x", false)
+        .await;
+    cluster.shutdown_all().await;
+}

@@ -83,8 +83,8 @@ pub struct NodeConfig {
     pub member_id: NodeId,
     /// --initial-cluster-token.
     pub cluster_token: String,
-    /// The cluster ID (derived from the founding members' IDs); peers of
-    /// another cluster are refused at the handshake.
+    /// The cluster ID (derived from the token); peers of another cluster
+    /// are refused at the handshake.
     pub cluster_id: u64,
     /// --initial-cluster, by member ID.
     pub initial_cluster: BTreeMap<NodeId, InitialMember>,
@@ -151,7 +151,7 @@ impl NodeConfig {
                 names: members.values().map(|member| member.name.clone()).collect(),
             });
         };
-        let cluster_id = cluster_id_for(members.keys().copied());
+        let cluster_id = cluster_id_for(&cluster_token);
         Ok(NodeConfig {
             name,
             member_id,

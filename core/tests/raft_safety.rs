@@ -333,11 +333,15 @@ impl Cluster {
                 self.ready(id);
             }
             self.check_nodes();
+            // A stale leader of an older term may linger (say, one removed
+            // from the configuration, whom no one contacts again); the one
+            // that matters has the highest term.
             let leader = self
                 .ids
                 .iter()
                 .copied()
-                .find(|id| self.nodes[id].raft.role() == Role::Leader);
+                .filter(|id| self.nodes[id].raft.role() == Role::Leader)
+                .max_by_key(|id| self.nodes[id].raft.term());
             if let Some(leader) = leader {
                 if proposed_by != Some(leader)
                     && self.node(leader).raft.propose(marker.clone()).is_ok()

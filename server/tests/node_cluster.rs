@@ -512,3 +512,29 @@ async fn a_member_added_at_runtime_joins_and_catches_up_from_the_log() {
         .await;
     cluster.shutdown_all().await;
 }
+
+#[tokio::test]
+async fn a_removed_member_stops_and_the_rest_carry_on() {
+    let mut cluster = TestCluster::start(3, |_| {}).await;
+    let leader = cluster.wait_for_leader().await;
+    let removed = (leader + 1) % 3;
+    let removed_id = cluster.nodes[removed].config.member_id.0;
+    let (_, members) = cluster
+        .handle(leader)
+        .member_remove(removed_id)
+        .await
+        .unwrap();
+    assert_eq!(members.len(), 2);
+    assert!(members.iter().all(|member| member.id != removed_id));
+    let (_, task) = cluster.nodes[removed].running.take().unwrap();
+    tokio::time::timeout(TEST_TIMEOUT, task.wait())
+        .await
+        .expect("the removed member stops")
+        .expect("a removal is a clean stop");
+    let leader = cluster.wait_for_leader().await;
+    cluster.put(leader, "two-left", "ok").await;
+    for i in cluster.running() {
+        cluster.wait_for_value(i, "two-left", "ok", false).await;
+    }
+    cluster.shutdown_all().await;
+}

@@ -11,7 +11,7 @@
 //! kept in BTreeMaps and Vecs; time comes from tokio's clock (simulated
 //! under madsim); randomness only from the configured seed.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -207,6 +207,7 @@ pub async fn start(
             (id.0, member)
         })
         .collect();
+    let mut removed_members = BTreeSet::new();
     let mut store = KvStore::new(kv_config.clone());
     let mut applied_index = Index(0);
     if !recovery.fresh {
@@ -226,6 +227,7 @@ pub async fn start(
                     }
                 })?;
                 members = data.members;
+                removed_members = data.removed_members;
             }
             applied_index = snapshot.metadata.index;
         }
@@ -250,6 +252,9 @@ pub async fn start(
     );
     let (mut transport, transport_events) = Transport::bind(transport_config).await?;
     transport.set_peers(&peer_urls_by_member(&members, config.member_id));
+    for &id in &removed_members {
+        transport.mark_removed(NodeId(id));
+    }
     // Members added by entries not yet applied must be reachable already.
     for entry in &recovery.persisted.entries {
         if entry.index > applied_index {
@@ -311,6 +316,7 @@ pub async fn start(
         requests,
         requests_open: true,
         members,
+        removed_members,
         metrics,
         kv_config,
         clock_origin: Instant::now(),
@@ -447,6 +453,8 @@ struct ConfChangeWaiter {
     member: Member,
     reply: Reply<(ResponseHeader, Member, Vec<Member>)>,
     deadline: Instant,
+    /// Raft accepted it (false while another change is pending).
+    proposed: bool,
 }
 
 /// A MoveLeader awaiting the new leader.
@@ -483,6 +491,8 @@ struct Driver {
     /// False once every handle is gone; the node keeps serving its peers.
     requests_open: bool,
     members: MemberTable,
+    /// IDs of members removed from the cluster; replicated like `members`.
+    removed_members: BTreeSet<u64>,
     metrics: Arc<NodeMetrics>,
     kv_config: KvConfig,
     clock_origin: Instant,
@@ -631,6 +641,7 @@ impl Driver {
         self.ticks += 1;
         self.raft.tick();
         self.expire_waiters();
+        self.propose_waiting_conf_changes();
         if self.is_leader() {
             self.revoke_expired_leases();
             if self.ticks.is_multiple_of(self.checkpoint_ticks) {
@@ -661,10 +672,18 @@ impl Driver {
                     request_id,
                     response,
                 } => self.on_peer_response(request_id, response),
+                // The listener filters pings; nothing to do if one gets here.
+                PeerMessage::Ping => {}
             },
             TransportEvent::Unreachable { peer } => {
                 debug!(peer = %peer, "peer unreachable");
                 self.raft.report_unreachable(peer);
+            }
+            TransportEvent::RemovedFromCluster { peer } => {
+                // Only a member of this cluster could say so (the handshake
+                // checked the cluster ID); it applied our removal.
+                warn!(peer = %peer, "this member was removed from the cluster; stopping");
+                self.removed = true;
             }
         }
     }
@@ -748,6 +767,7 @@ impl Driver {
                 let data = SnapshotData {
                     kv: self.store.snapshot(),
                     members: self.members.clone(),
+                    removed_members: self.removed_members.clone(),
                 };
                 let _ = reply.send(Ok((self.header(), data.encode())));
             }
@@ -1042,38 +1062,57 @@ impl Driver {
                 return;
             }
         };
-        info!(change = ?conf_change_summary(&conf_change), "proposing membership change");
-        match self.raft.propose_conf_change(conf_change.clone()) {
-            Ok(()) => {
-                let deadline = self.deadline();
-                self.pending_conf_changes.push(ConfChangeWaiter {
-                    change: conf_change,
-                    member,
-                    reply,
-                    deadline,
-                });
-                self.update_pending_metric();
+        let deadline = self.deadline();
+        self.pending_conf_changes.push(ConfChangeWaiter {
+            change: conf_change,
+            member,
+            reply,
+            deadline,
+            proposed: false,
+        });
+        self.update_pending_metric();
+        self.propose_waiting_conf_changes();
+    }
+
+    /// Proposes the membership changes not yet accepted by Raft. One change
+    /// at a time is allowed (and none before the leader commits in its
+    /// term), so a change refused as pending waits for the next tick, as
+    /// etcd's client would wait, until its deadline.
+    fn propose_waiting_conf_changes(&mut self) {
+        let mut index = 0;
+        while index < self.pending_conf_changes.len() {
+            if self.pending_conf_changes[index].proposed {
+                index += 1;
+                continue;
             }
-            Err(ProposeError::ConfChangePending) => {
-                // etcd's raft drops a second concurrent change and the
-                // client times out; say so at once.
-                let _ = reply.send(Err(NodeError::Timeout));
-            }
-            Err(ProposeError::ConfChangeRefused { reason }) => {
-                info!(%reason, "membership change refused by raft");
-                let error = match conf_change {
-                    ConfChange::AddVoter { .. } | ConfChange::AddLearner { .. } => {
-                        NodeError::MemberIdExists
+            let change = self.pending_conf_changes[index].change.clone();
+            let error = match self.raft.propose_conf_change(change.clone()) {
+                Ok(()) => {
+                    info!(change = ?conf_change_summary(&change), "proposed membership change");
+                    self.pending_conf_changes[index].proposed = true;
+                    index += 1;
+                    continue;
+                }
+                Err(ProposeError::ConfChangePending) => {
+                    index += 1;
+                    continue;
+                }
+                Err(ProposeError::ConfChangeRefused { reason }) => {
+                    info!(%reason, "membership change refused by raft");
+                    match change {
+                        ConfChange::AddVoter { .. } | ConfChange::AddLearner { .. } => {
+                            NodeError::MemberIdExists
+                        }
+                        ConfChange::RemoveNode { .. } => NodeError::NotEnoughStartedMembers,
+                        ConfChange::PromoteLearner { .. } => NodeError::MemberNotLearner,
+                        ConfChange::UpdateNode { .. } => NodeError::MemberNotFound,
                     }
-                    ConfChange::RemoveNode { .. } => NodeError::NotEnoughStartedMembers,
-                    ConfChange::PromoteLearner { .. } => NodeError::MemberNotLearner,
-                    ConfChange::UpdateNode { .. } => NodeError::MemberNotFound,
-                };
-                let _ = reply.send(Err(error));
-            }
-            Err(error) => {
-                let _ = reply.send(Err(propose_error(error)));
-            }
+                }
+                Err(error) => propose_error(error),
+            };
+            let waiter = self.pending_conf_changes.remove(index);
+            let _ = waiter.reply.send(Err(error));
+            self.update_pending_metric();
         }
     }
 
@@ -1091,7 +1130,9 @@ impl Driver {
                     return Err(NodeError::PeerUrlExists);
                 }
                 let id = member_id_for(&peer_urls, &self.config.cluster_token);
-                if self.members.contains_key(&id.0) {
+                // A removed ID stays refused (etcd: "ID removed"); the same
+                // URLs would derive it again.
+                if self.members.contains_key(&id.0) || self.removed_members.contains(&id.0) {
                     return Err(NodeError::MemberIdExists);
                 }
                 let member = Member {
@@ -1216,7 +1257,8 @@ impl Driver {
             }
             ConfChange::RemoveNode { id } => {
                 self.members.remove(&id.0);
-                self.transport.remove_peer(*id);
+                self.removed_members.insert(id.0);
+                self.transport.mark_removed(*id);
                 if *id == self.config.member_id {
                     warn!("this member was removed from the cluster; stopping");
                     self.removed = true;
@@ -1432,7 +1474,7 @@ impl Driver {
         ready.committed_entries = committed_entries;
         self.metrics
             .proposals_committed
-            .store(self.raft_commit_hint(&ready), Ordering::Relaxed);
+            .store(self.raft.commit_index().0, Ordering::Relaxed);
         self.metrics
             .proposals_applied
             .store(self.applied_index.0, Ordering::Relaxed);
@@ -1446,18 +1488,6 @@ impl Driver {
 
         self.raft.advance(ready);
         Ok(())
-    }
-
-    /// The commit index as the latest hard state says, else what is applied.
-    fn raft_commit_hint(&self, ready: &Ready) -> u64 {
-        match &ready.hard_state {
-            Some(hard_state) => hard_state.commit.0,
-            None => self
-                .metrics
-                .proposals_committed
-                .load(Ordering::Relaxed)
-                .max(self.applied_index.0),
-        }
     }
 
     fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), NodeFailure> {
@@ -1493,6 +1523,10 @@ impl Driver {
         self.members = data.members;
         self.transport
             .set_peers(&peer_urls_by_member(&self.members, self.config.member_id));
+        for &id in &data.removed_members {
+            self.transport.mark_removed(NodeId(id));
+        }
+        self.removed_members = data.removed_members;
         self.applied_index = index;
         self.snapshot_index = index;
         self.metrics.snapshots.fetch_add(1, Ordering::Relaxed);
@@ -1584,6 +1618,7 @@ impl Driver {
         let data = SnapshotData {
             kv: self.store.snapshot(),
             members: self.members.clone(),
+            removed_members: self.removed_members.clone(),
         }
         .encode();
         self.raft.compact(applied, data);

@@ -388,7 +388,11 @@ impl WatchSession {
         self.stream
     }
 
-    /// Creates a watch; its `created` response (and later events) arrive via `next`.
+    /// Creates a watch; its `created` response (and later events) arrive via
+    /// `next`. A refused watch (empty range, duplicate ID, compacted start)
+    /// is also answered on the stream, created and canceled with the reason,
+    /// so the caller only forwards what `next` yields; the error here is
+    /// for logging.
     pub async fn create(&mut self, request: WatchCreateRequest) -> Result<(), NodeError> {
         let stream = self.stream;
         self.handle

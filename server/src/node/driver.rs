@@ -50,6 +50,10 @@ use super::snapshot_data::{NodeMetadata, SnapshotData};
 
 /// Bound of the queue of client requests to the driver.
 pub const REQUEST_QUEUE_MAX: usize = 4096;
+/// At most this many client proposals and reads may wait on the driver;
+/// beyond it requests fail at once with "too many requests" (etcd's answer
+/// when its apply lags).
+pub const PENDING_REQUESTS_MAX: usize = 16_384;
 /// At most this many queued events are drained into one turn of the loop
 /// (and so into one Ready and one fsync).
 pub const EVENTS_PER_TURN_MAX: usize = 512;
@@ -582,6 +586,8 @@ impl Driver {
                 return Ok(());
             }
             self.route_watch_responses();
+            #[cfg(debug_assertions)]
+            self.check_invariants();
             if self.should_stop() {
                 return Ok(());
             }
@@ -694,6 +700,8 @@ impl Driver {
             NodeRequest::Read { serializable, read } => {
                 if serializable {
                     self.answer_read(read);
+                } else if self.pending_requests() >= PENDING_REQUESTS_MAX {
+                    read.fail(NodeError::TooManyRequests);
                 } else {
                     self.reads_unsent.push(read);
                 }
@@ -779,6 +787,13 @@ impl Driver {
     // ----- writes -----
 
     fn propose(&mut self, mut command: Command, reply: Reply<(ResponseHeader, CommandResponse)>) {
+        if self.pending_requests() >= PENDING_REQUESTS_MAX {
+            self.metrics
+                .proposals_failed
+                .fetch_add(1, Ordering::Relaxed);
+            let _ = reply.send(Err(NodeError::TooManyRequests));
+            return;
+        }
         if let Err(error) = self.store.validate(&command) {
             debug!(%error, "proposal refused by validation");
             self.metrics
@@ -871,6 +886,10 @@ impl Driver {
     }
 
     fn forward(&mut self, request: PeerRequest, reply: ForwardReply) {
+        if self.pending_requests() >= PENDING_REQUESTS_MAX {
+            reply.fail(NodeError::TooManyRequests);
+            return;
+        }
         let Some(leader) = self.leader else {
             reply.fail(NodeError::NoLeader);
             return;
@@ -1054,6 +1073,10 @@ impl Driver {
         change: MemberChange,
         reply: Reply<(ResponseHeader, Member, Vec<Member>)>,
     ) {
+        if self.pending_requests() >= PENDING_REQUESTS_MAX {
+            let _ = reply.send(Err(NodeError::TooManyRequests));
+            return;
+        }
         let prepared = self.prepare_conf_change(change);
         let (conf_change, member) = match prepared {
             Ok(prepared) => prepared,
@@ -1354,6 +1377,64 @@ impl Driver {
             shutdown.deadline = Instant::now();
         }
         self.shutdown = Some(shutdown);
+    }
+
+    /// Client requests waiting on the driver.
+    fn pending_requests(&self) -> usize {
+        let reads_in_flight: usize = self.reads_in_flight.values().map(|b| b.reads.len()).sum();
+        let reads_awaiting: usize = self
+            .reads_awaiting_apply
+            .iter()
+            .map(|(_, b)| b.reads.len())
+            .sum();
+        self.pending_proposals.len()
+            + self.reads_unsent.len()
+            + reads_in_flight
+            + reads_awaiting
+            + self.pending_forwards.len()
+            + self.pending_conf_changes.len()
+    }
+
+    /// O(n) consistency checks, run after every turn in debug builds.
+    fn check_invariants(&self) {
+        let commit = self.raft.commit_index();
+        assert!(
+            self.applied_index <= commit,
+            "applied {} > commit {commit}",
+            self.applied_index
+        );
+        assert!(
+            self.snapshot_index <= self.applied_index,
+            "snapshot {} > applied {}",
+            self.snapshot_index,
+            self.applied_index
+        );
+        assert!(
+            self.proposal_deadlines.len() >= self.pending_proposals.len(),
+            "{} proposals pending, {} deadlines",
+            self.pending_proposals.len(),
+            self.proposal_deadlines.len()
+        );
+        let with_deadline: BTreeSet<u64> =
+            self.proposal_deadlines.iter().map(|(_, id)| *id).collect();
+        for request_id in self.pending_proposals.keys() {
+            assert!(
+                with_deadline.contains(request_id),
+                "pending proposal {request_id} has no deadline"
+            );
+        }
+        for (index, _) in &self.reads_awaiting_apply {
+            assert!(
+                *index > self.applied_index,
+                "read at {index} left waiting with applied {}",
+                self.applied_index
+            );
+        }
+        let pending = self.pending_requests();
+        assert!(
+            pending <= PENDING_REQUESTS_MAX,
+            "{pending} pending requests above {PENDING_REQUESTS_MAX}"
+        );
     }
 
     fn should_stop(&self) -> bool {

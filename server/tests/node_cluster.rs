@@ -538,3 +538,46 @@ async fn a_removed_member_stops_and_the_rest_carry_on() {
     }
     cluster.shutdown_all().await;
 }
+
+#[tokio::test]
+async fn a_lease_survives_a_leader_change() {
+    let mut cluster = TestCluster::start(3, |_| {}).await;
+    let leader = cluster.wait_for_leader().await;
+    let (_, grant) = cluster.handle(leader).lease_grant(60, 0).await.unwrap();
+    let put = PutRequest {
+        key: b"owned".to_vec(),
+        value: b"v".to_vec(),
+        lease: grant.id,
+        ..PutRequest::default()
+    };
+    cluster.handle(leader).put(put).await.unwrap();
+    cluster.kill(leader).await;
+    let new_leader = cluster.wait_for_leader().await;
+    let follower = cluster
+        .running()
+        .into_iter()
+        .find(|&i| i != new_leader)
+        .unwrap();
+    // The new leader tracks the lease; a follower's keep-alive reaches it.
+    let ttl = wait_for("a keep-alive through the new leader", || async {
+        cluster
+            .handle(follower)
+            .lease_keep_alive(grant.id)
+            .await
+            .ok()
+    })
+    .await;
+    assert_eq!(ttl.1, 60);
+    let (_, leases) = cluster.handle(new_leader).lease_leases().await.unwrap();
+    assert_eq!(leases, vec![grant.id]);
+    cluster
+        .handle(new_leader)
+        .lease_revoke(grant.id)
+        .await
+        .unwrap();
+    wait_for("the revoke to delete the key on a follower", || async {
+        matches!(cluster.get(follower, "owned", true).await, Ok(None)).then_some(())
+    })
+    .await;
+    cluster.shutdown_all().await;
+}

@@ -441,7 +441,7 @@ mod tests {
     proptest! {
         // Fixed seed: the suite must be deterministic.
         #![proptest_config(ProptestConfig {
-            rng_seed: proptest::test_runner::RngSeed::Fixed(0x4c4f_47),
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x004c_4f47),
             ..ProptestConfig::with_cases(256)
         })]
         #[test]

@@ -57,6 +57,22 @@ async fn three_nodes_replicate_and_forward_follower_writes() {
     let follower = (leader + 1) % 3;
     cluster.put(leader, "from-leader", "x").await;
     cluster.put(follower, "from-follower", "y").await;
+    // Every member reaches the same state at the same applied index.
+    let (index, hash) = cluster.handle(leader).applied_hash().await.unwrap();
+    for i in 0..3 {
+        wait_for("the same state at the same index", || async {
+            let (other_index, other_hash) = cluster.handle(i).applied_hash().await.ok()?;
+            if other_index == index {
+                assert_eq!(other_hash, hash, "member {i} diverged at index {index}");
+                return Some(());
+            }
+            // Publishing members may have moved the leader on; compare there.
+            (other_index > index).then_some(())
+        })
+        .await;
+        let status = cluster.handle(i).raft_status().await.unwrap();
+        assert_eq!(status.leader, Some(cluster.nodes[leader].config.member_id));
+    }
     for i in 0..3 {
         // Linearizable reads see both writes at once, on every member.
         assert_eq!(

@@ -366,6 +366,17 @@ impl NodeHandle {
             .await
     }
 
+    /// The applied index and the state machine's hash at it, read together.
+    pub async fn applied_hash(&self) -> Result<(u64, u32), NodeError> {
+        self.call(|reply| NodeRequest::AppliedHash { reply }).await
+    }
+
+    /// The Raft core's observable state (term, leader, commit, applied,
+    /// configuration; match indexes on a leader).
+    pub async fn raft_status(&self) -> Result<cairn_core::raft::Status, NodeError> {
+        self.call(|reply| NodeRequest::RaftStatus { reply }).await
+    }
+
     /// Stops the node gracefully: a leader hands leadership to its most
     /// up-to-date voter first (bounded in time). Returns once stopped; the
     /// node's task then ends.

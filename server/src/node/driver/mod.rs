@@ -727,6 +727,12 @@ impl Driver {
                 let _ = reply.send(Ok((self.header(), data.encode())));
             }
             NodeRequest::MoveLeader { target, reply } => self.move_leader(target, reply),
+            NodeRequest::AppliedHash { reply } => {
+                let _ = reply.send(Ok((self.applied_index.0, self.store.hash())));
+            }
+            NodeRequest::RaftStatus { reply } => {
+                let _ = reply.send(Ok(self.raft.status()));
+            }
             NodeRequest::Shutdown { reply } => self.begin_shutdown(reply),
         }
     }
@@ -1158,6 +1164,8 @@ fn fail_request(request: NodeRequest, error: NodeError) {
         NodeRequest::Snapshot { reply } => drop(reply.send(Err(error))),
         NodeRequest::MoveLeader { reply, .. } => drop(reply.send(Err(error))),
         // A stopping node has stopped: that is what was asked.
+        NodeRequest::AppliedHash { reply } => drop(reply.send(Err(error))),
+        NodeRequest::RaftStatus { reply } => drop(reply.send(Err(error))),
         NodeRequest::Shutdown { reply } => drop(reply.send(Ok(()))),
     }
 }

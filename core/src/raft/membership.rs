@@ -19,7 +19,13 @@
 //!    successive leaders could otherwise overlap.
 //!
 //! A leader that removes itself keeps leading (without counting itself)
-//! until the change commits, then steps down and never campaigns again.
+//! until the change commits, then hands over (TimeoutNow to the most
+//! up-to-date voter) and steps down, never to campaign again. A node whose
+//! removal is appended but not yet committed may still campaign: if a
+//! leader is deposed right after appending its own removal, its log can be
+//! the only up-to-date one, and the cluster would otherwise be stuck.
+//! Votes are always counted in the candidate's latest configuration, so
+//! this affects liveness only.
 
 use super::entry::{ConfChange, ConfState, Entry, EntryKind, NodeId};
 

@@ -1039,9 +1039,26 @@ impl Raft {
         }
     }
 
-    /// True when this node may campaign: it is a voter and has a log base.
+    /// True when this node may campaign: it has a log base and is a voter,
+    /// either in its latest configuration or in the one its commit index
+    /// has reached. The second case is a node whose own removal is still
+    /// uncommitted: its log may be the only up-to-date one holding the
+    /// removal (say, a leader deposed right after appending it), and if it
+    /// could not campaign the others could never be elected over it.
+    /// Votes are always counted in the latest configuration, so this
+    /// changes liveness only, never safety.
     pub(crate) fn promotable(&self) -> bool {
-        self.conf_state.voters.contains(&self.id) && self.log.has_base()
+        if !self.log.has_base() {
+            return false;
+        }
+        if self.conf_state.voters.contains(&self.id) {
+            return true;
+        }
+        self.conf_index > self.log.committed()
+            && self
+                .configuration_at(self.log.committed())
+                .voters
+                .contains(&self.id)
     }
 
     /// A follower that heard from its leader within the election timeout

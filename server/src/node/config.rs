@@ -26,6 +26,8 @@ pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
 pub const REQUEST_BYTES_MAX_DEFAULT: usize = 1024 * 1024 + 512 * 1024;
 /// etcd's --max-txn-ops.
 pub const TXN_OPS_MAX_DEFAULT: usize = 128;
+/// The seed when none is configured (the simulator draws its own).
+pub const SEED_DEFAULT: u64 = 0;
 
 /// Whether this member founds a cluster or joins a running one (etcd's
 /// --initial-cluster-state). Ignored when the data dir holds state.
@@ -84,8 +86,8 @@ pub struct NodeConfig {
     pub member_id: NodeId,
     /// --initial-cluster-token.
     pub cluster_token: String,
-    /// The cluster ID (derived from the founding members' IDs); peers of
-    /// another cluster are refused at the handshake.
+    /// The cluster ID (derived from the token); peers of another cluster
+    /// are refused at the handshake.
     pub cluster_id: u64,
     /// --initial-cluster, by member ID.
     pub initial_cluster: BTreeMap<NodeId, InitialMember>,
@@ -109,7 +111,8 @@ pub struct NodeConfig {
     pub request_bytes_max: usize,
     /// --max-txn-ops.
     pub txn_ops_max: usize,
-    /// The only source of randomness (election timeouts, lease IDs).
+    /// The only source of randomness (election timeouts, lease IDs). Every
+    /// consumer mixes in the member ID, so members may share a seed.
     pub seed: u64,
     /// Where the node reports what it observes.
     pub metrics: Arc<NodeMetrics>,
@@ -156,8 +159,7 @@ impl NodeConfig {
                 names: members.values().map(|member| member.name.clone()).collect(),
             });
         };
-        let cluster_id = cluster_id_for(members.keys().copied());
-        let seed = member_id.0;
+        let cluster_id = cluster_id_for(&cluster_token);
         Ok(NodeConfig {
             name,
             member_id,
@@ -174,7 +176,7 @@ impl NodeConfig {
             request_timeout: REQUEST_TIMEOUT_DEFAULT,
             request_bytes_max: REQUEST_BYTES_MAX_DEFAULT,
             txn_ops_max: TXN_OPS_MAX_DEFAULT,
-            seed,
+            seed: SEED_DEFAULT,
             metrics: Arc::new(NodeMetrics::default()),
             observer: None,
             #[cfg(madsim)]

@@ -56,15 +56,12 @@ pub fn member_id_for(peer_urls: &[String], cluster_token: &str) -> NodeId {
     NodeId(stable_hash(parts))
 }
 
-/// The cluster ID of a cluster founded by these members: a hash of their
-/// sorted IDs (etcd: sha1 of the same).
-pub fn cluster_id_for(member_ids: impl IntoIterator<Item = NodeId>) -> u64 {
-    let mut ids: Vec<[u8; 8]> = member_ids
-        .into_iter()
-        .map(|id| id.0.to_be_bytes())
-        .collect();
-    ids.sort_unstable();
-    stable_hash(ids.iter().map(|bytes| bytes.as_slice()))
+/// The cluster ID of the cluster with this token. etcd hashes the founding
+/// members' IDs instead, and a joining member fetches the ID from its
+/// peers; deriving it from the token alone lets a joining member compute
+/// it from its flags. As with etcd, each cluster needs its own token.
+pub fn cluster_id_for(cluster_token: &str) -> u64 {
+    stable_hash([b"cairn-cluster".as_slice(), cluster_token.as_bytes()])
 }
 
 /// The peer URLs of every member but `local`, for the transport.
@@ -114,14 +111,9 @@ mod tests {
     }
 
     #[test]
-    fn cluster_ids_ignore_member_order() {
-        assert_eq!(
-            cluster_id_for([NodeId(1), NodeId(2)]),
-            cluster_id_for([NodeId(2), NodeId(1)])
-        );
-        assert_ne!(
-            cluster_id_for([NodeId(1)]),
-            cluster_id_for([NodeId(1), NodeId(2)])
-        );
+    fn cluster_ids_depend_on_the_token() {
+        assert_eq!(cluster_id_for("a"), cluster_id_for("a"));
+        assert_ne!(cluster_id_for("a"), cluster_id_for("b"));
+        assert_ne!(cluster_id_for("a"), member_id_for(&[], "a").0);
     }
 }

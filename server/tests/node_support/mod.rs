@@ -123,7 +123,6 @@ impl TestCluster {
                 .unwrap();
                 config.tick_interval = TEST_TICK;
                 config.request_timeout = Duration::from_secs(3);
-                config.seed = 1000 + i as u64;
                 tune(&mut config);
                 TestNode {
                     config,
@@ -133,6 +132,45 @@ impl TestCluster {
             })
             .collect();
         TestCluster { nodes, root }
+    }
+
+    /// Configures one more member that joins the running cluster (start
+    /// it after a MemberAdd); returns its slot.
+    pub async fn add_member_slot(&mut self) -> usize {
+        let slot = self.nodes.len();
+        let port = free_ports(1)[0];
+        let mut initial: Vec<InitialMember> = self.nodes[0]
+            .config
+            .initial_cluster
+            .values()
+            .cloned()
+            .collect();
+        let name = format!("node-{slot}");
+        let peer_url = format!("http://127.0.0.1:{port}");
+        initial.push(InitialMember {
+            name: name.clone(),
+            peer_urls: vec![peer_url.clone()],
+        });
+        let template = &self.nodes[0].config;
+        let mut config = NodeConfig::new(
+            name,
+            template.cluster_token.clone(),
+            initial,
+            StartMode::Existing,
+            peer_url,
+            vec![format!("http://127.0.0.1:{}", 30000 + slot)],
+            self.root.join(format!("node-{slot}")),
+        )
+        .unwrap();
+        config.tick_interval = template.tick_interval;
+        config.request_timeout = template.request_timeout;
+        config.snapshot_count = template.snapshot_count;
+        self.nodes.push(TestNode {
+            config,
+            disk: TestDisk::Os,
+            running: None,
+        });
+        slot
     }
 
     /// Configures and starts `size` members.

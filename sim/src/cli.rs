@@ -19,7 +19,10 @@ const FAILURES_DIR_DEFAULT: &str = "sim-failures";
 const FIXED_SEEDS_DEFAULT: &str = "1,2,3";
 
 #[derive(Debug, Parser)]
-#[command(name = "cairn-sim", about = "Deterministic simulation of a Cairn cluster under faults")]
+#[command(
+    name = "cairn-sim",
+    about = "Deterministic simulation of a Cairn cluster under faults"
+)]
 struct Arguments {
     #[command(subcommand)]
     command: Command,
@@ -268,10 +271,7 @@ fn report_failure(path: &Path, outcome: &RunOutcome, failures_dir: &Path) {
 /// Writes the trace, the history and the verdict under `failures_dir`.
 fn write_artifacts(outcome: &RunOutcome, failures_dir: &Path) {
     let parameters = &outcome.parameters;
-    let bug = outcome
-        .bug
-        .map(|bug| format!("-{bug}"))
-        .unwrap_or_default();
+    let bug = outcome.bug.map(|bug| format!("-{bug}")).unwrap_or_default();
     let dir = failures_dir.join(format!(
         "{}-seed-{}{bug}",
         parameters.scenario, parameters.seed
@@ -354,7 +354,11 @@ fn run_all(options: &AllOptions) -> ExitCode {
     };
     paths.sort();
     let mut seeds: Vec<u64> = Vec::new();
-    for part in options.seeds.split(',').filter(|part| !part.trim().is_empty()) {
+    for part in options
+        .seeds
+        .split(',')
+        .filter(|part| !part.trim().is_empty())
+    {
         match part.trim().parse() {
             Ok(seed) => seeds.push(seed),
             Err(error) => {

@@ -48,7 +48,8 @@ fn every_planted_bug_is_caught_within_a_few_seeds() {
     for (name, hunt) in HUNTS {
         let bug = Bug::parse(name).unwrap_or_else(|| panic!("no planted bug named {name}"));
         let scenario = scenario(hunt);
-        let caught = (1..=SEEDS_TO_CATCH_MAX).find(|&seed| !run(&scenario, seed, Some(bug)).passed());
+        let caught =
+            (1..=SEEDS_TO_CATCH_MAX).find(|&seed| !run(&scenario, seed, Some(bug)).passed());
         match caught {
             Some(seed) => println!("{bug}: caught by {hunt} at seed {seed}"),
             None => missed.push(bug),

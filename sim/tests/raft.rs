@@ -274,3 +274,52 @@ fn different_state_at_the_same_applied_index_is_a_violation() {
         "{error}"
     );
 }
+
+#[test]
+fn a_stale_leader_of_an_earlier_term_may_lack_later_commits() {
+    let mut checker = RaftChecker::new();
+    // The majority commits index 2 in term 2.
+    checker
+        .observe(
+            SimTime(0),
+            &node(
+                1,
+                2,
+                Role::Leader,
+                2,
+                vec![digest(1, 1, "a"), digest(2, 2, "b")],
+            ),
+        )
+        .expect("commit in term 2");
+    // The old leader of term 1, cut off with a minority, still leads term 1
+    // with its own uncommitted entry at index 2: no violation.
+    checker
+        .observe(
+            SimTime(1),
+            &node(
+                2,
+                1,
+                Role::Leader,
+                1,
+                vec![digest(1, 1, "a"), digest(2, 1, "stale")],
+            ),
+        )
+        .expect("a stale leader of term 1");
+    // A leader of term 3 without index 2 breaks leader completeness.
+    let error = checker
+        .observe(
+            SimTime(2),
+            &node(3, 3, Role::Leader, 1, vec![digest(1, 1, "a")]),
+        )
+        .expect_err("leader of term 3 lacks index 2");
+    assert!(
+        matches!(
+            error,
+            RaftViolation::CommittedEntryChanged {
+                index: Index(2),
+                ..
+            }
+        ),
+        "{error}"
+    );
+}

@@ -12,8 +12,9 @@
 //!   time, so the runner may pass only the part of a log that changed;
 //! - committed entries are never lost or changed: once any member reports
 //!   index `i` committed with (term, data), every member whose commit index
-//!   covers `i` holds the same entry there, every leader holds at least the
-//!   highest committed index, and a leader's entries agree with them;
+//!   covers `i` holds the same entry there, and every leader of a later
+//!   term than the one the commit was first seen in holds it too (a stale
+//!   leader of an earlier term, cut off with a minority, need not);
 //! - `applied <= commit <= last_index` on every member, and within one
 //!   incarnation (between restarts) term, commit and applied never decrease;
 //! - state machine safety: members at the same applied index have the same
@@ -213,6 +214,10 @@ pub struct RaftChecker {
     positions: BTreeMap<(Index, Term), Position>,
     /// Committed entries: index to (term, data hash, the member that showed it).
     committed: BTreeMap<Index, (Term, u64, NodeId)>,
+    /// The highest index first seen committed by a member in each term. The
+    /// commit happened in that term or earlier, so every leader of a later
+    /// term must hold it (a stale leader of an earlier term need not).
+    committed_by_term: BTreeMap<Term, Index>,
     state_hashes: BTreeMap<Index, (u64, NodeId)>,
     members: BTreeMap<NodeId, Volatile>,
     summary: RaftSummary,
@@ -328,11 +333,12 @@ impl RaftChecker {
         if node.role != Role::Leader {
             return Ok(());
         }
-        // Leader completeness: a leader holds every committed entry.
-        if let Some((highest, _)) = self.committed.last_key_value() {
-            if node.last_index < *highest {
+        // Leader completeness: a leader holds every entry committed before
+        // its term.
+        if let Some(highest) = self.committed_before(node.term) {
+            if node.last_index < highest {
                 return Err(RaftViolation::CommittedEntryChanged {
-                    index: *highest,
+                    index: highest,
                     node: node.node,
                     detail: format!(
                         "leader of term {} has last index {} below committed index {highest}",
@@ -409,13 +415,25 @@ impl RaftChecker {
         }
     }
 
+    /// The highest index known committed in a term before `term`.
+    fn committed_before(&self, term: Term) -> Option<Index> {
+        self.committed_by_term
+            .range(..term)
+            .map(|(_, index)| *index)
+            .max()
+    }
+
     fn check_committed(
         &mut self,
         node: &NodeObservation,
         entry: &EntryDigest,
     ) -> Result<(), RaftViolation> {
         let covered_by_commit = entry.index <= node.commit;
-        let is_leader = node.role == Role::Leader;
+        // Only a leader of a later term than the commit must agree with it.
+        let is_leader = node.role == Role::Leader
+            && self
+                .committed_before(node.term)
+                .is_some_and(|highest| entry.index <= highest);
         match self.committed.get(&entry.index) {
             Some((term, hash, first)) => {
                 if (covered_by_commit || is_leader)
@@ -435,6 +453,11 @@ impl RaftChecker {
                 if covered_by_commit {
                     self.committed
                         .insert(entry.index, (entry.term, entry.data_hash, node.node));
+                    let highest = self
+                        .committed_by_term
+                        .entry(node.term)
+                        .or_insert(entry.index);
+                    *highest = (*highest).max(entry.index);
                 }
             }
         }

@@ -12,14 +12,12 @@ use std::collections::BTreeSet;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use cairn_core::raft::NodeId;
-use cairn_server::node::{
-    start_on_disk, InitialMember, NodeConfig, NodeHandle, StartMode,
-};
+use cairn_server::node::{start_on_disk, InitialMember, NodeConfig, NodeHandle, StartMode};
 use cairn_server::storage::{Disk, DiskFile, SimDisk};
 use madsim::net::NetSim;
 use madsim::runtime::Handle;
@@ -290,7 +288,9 @@ impl Cluster {
             slot.paused = false;
             slot.handle = None;
         }
-        self.recorder.lock().trace(&format!("restart member {number}"));
+        self.recorder
+            .lock()
+            .trace(&format!("restart member {number}"));
         Handle::current().restart(member.node);
     }
 
@@ -304,7 +304,9 @@ impl Cluster {
         slot.paused = true;
         drop(slot);
         Handle::current().pause(member.node);
-        self.recorder.lock().trace(&format!("pause member {number}"));
+        self.recorder
+            .lock()
+            .trace(&format!("pause member {number}"));
     }
 
     /// Resumes member `number`.
@@ -317,7 +319,9 @@ impl Cluster {
         slot.paused = false;
         drop(slot);
         Handle::current().resume(member.node);
-        self.recorder.lock().trace(&format!("resume member {number}"));
+        self.recorder
+            .lock()
+            .trace(&format!("resume member {number}"));
     }
 
     /// Cuts the links from every member of `from` to every member of `to`.
@@ -371,9 +375,7 @@ async fn run_incarnation(
                 Ok(()) => "stopped".to_string(),
                 Err(failure) => format!("failed: {failure}"),
             };
-            recorder
-                .lock()
-                .trace(&format!("member {member} {reason}"));
+            recorder.lock().trace(&format!("member {member} {reason}"));
             let mut guard = slot.lock().unwrap_or_else(PoisonError::into_inner);
             guard.handle = None;
             guard.failure = Some(reason);

@@ -296,10 +296,9 @@ async fn probe_liveness(workload: &Workload) -> Result<(), String> {
                 .is_some()
             {
                 let elapsed = started.elapsed();
-                workload
-                    .recorder
-                    .lock()
-                    .trace(&format!("liveness: a write committed {elapsed:?} after healing"));
+                workload.recorder.lock().trace(&format!(
+                    "liveness: a write committed {elapsed:?} after healing"
+                ));
                 return Ok(());
             }
             if started.elapsed() >= timeout {

@@ -312,7 +312,8 @@ async fn inject(
             // Wide latency jitter: messages overtake each other.
             let spread = latency(fault, LATENCY_SPIKE_DEFAULT);
             NetSim::current().update_config(|config| {
-                config.send_latency = Duration::from_millis(1)..spread.max(Duration::from_millis(2));
+                config.send_latency =
+                    Duration::from_millis(1)..spread.max(Duration::from_millis(2));
             });
             Some(Undo::ResetLatency)
         }

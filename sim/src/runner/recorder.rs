@@ -13,9 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use cairn_core::kv::{Command, KvStore, LeaseId, RangeRequest};
 use cairn_core::raft::{Index, MessageBody, NodeId};
-use cairn_server::node::{
-    AppliedCommand, MessageFate, NodeObserver, ReadyObservation,
-};
+use cairn_server::node::{AppliedCommand, MessageFate, NodeObserver, ReadyObservation};
 use cairn_server::transport::PeerMessage;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -152,7 +150,9 @@ impl Recorder {
         *incarnation += 1;
         let incarnation = *incarnation;
         self.last_applied.remove(&member);
-        self.trace(&format!("member {member} starts (incarnation {incarnation})"));
+        self.trace(&format!(
+            "member {member} starts (incarnation {incarnation})"
+        ));
         incarnation
     }
 

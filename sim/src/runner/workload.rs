@@ -115,7 +115,9 @@ impl Workload {
     }
 
     fn lease_ttl_seconds(&self) -> i64 {
-        i64::try_from(self.parameters.lease_ttl.as_secs()).unwrap_or(i64::MAX).max(1)
+        i64::try_from(self.parameters.lease_ttl.as_secs())
+            .unwrap_or(i64::MAX)
+            .max(1)
     }
 
     /// Runs `operation` on `handle` as `client`, recording it. Returns
@@ -267,7 +269,10 @@ impl Workload {
                     target = rng.gen_range(1..=size);
                     tokio::time::sleep(CLIENT_BACKOFF).await;
                 }
-                (Operation::LeaseGrant { .. }, Some(OperationResult::LeaseGrant { lease: id, .. })) => {
+                (
+                    Operation::LeaseGrant { .. },
+                    Some(OperationResult::LeaseGrant { lease: id, .. }),
+                ) => {
                     lease = Some(*id);
                 }
                 (Operation::LeaseRevoke { .. }, Some(_)) => lease = None,
@@ -276,7 +281,12 @@ impl Workload {
                     Some(OperationResult::LeaseKeepAlive { ttl_seconds, .. }),
                 ) if *ttl_seconds <= 0 => lease = None,
                 (
-                    Operation::CompareAndSwap { key, value, lease: lease_id, .. },
+                    Operation::CompareAndSwap {
+                        key,
+                        value,
+                        lease: lease_id,
+                        ..
+                    },
                     Some(OperationResult::CompareAndSwap { outcome, .. }),
                 ) => match outcome {
                     SwapOutcome::Swapped => {
@@ -407,7 +417,10 @@ impl Workload {
         let result = tokio::time::timeout(CLIENT_TIMEOUT, handle.compact(request)).await;
         let mut recorder = self.recorder.lock();
         let acknowledged_at = matches!(result, Ok(Ok(_))).then(|| recorder.now());
-        recorder.trace(&format!("compact {revision} acknowledged={}", acknowledged_at.is_some()));
+        recorder.trace(&format!(
+            "compact {revision} acknowledged={}",
+            acknowledged_at.is_some()
+        ));
         lock(&self.compactions).push(Compaction {
             revision,
             acknowledged_at,

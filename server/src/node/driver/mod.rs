@@ -1054,7 +1054,11 @@ impl Driver {
         #[cfg(madsim)]
         if std::mem::take(&mut self.apply_twice_pending) {
             let twice = self.store.apply(&envelope.command, self.now_ms());
-            warn!(index = index.0, revision = twice.revision, "planted bug: applied twice");
+            warn!(
+                index = index.0,
+                revision = twice.revision,
+                "planted bug: applied twice"
+            );
         }
         let applied = self.store.apply(&envelope.command, self.now_ms());
         if let Some(observer) = &self.config.observer {

@@ -1,5 +1,7 @@
 //! The nemesis: injects the drawn fault schedule into the running cluster
-//! and undoes each fault after its `for` duration. Every fault that was
+//! and undoes each fault after its `for` duration. Schedule times count from
+//! the start of the workload, i.e. once the new cluster elected its first
+//! leader. Every fault that was
 //! actually injected is counted by kind for the run summary; a fault that
 //! could not be (no leader to isolate, a kind the runner does not model) is
 //! traced as skipped and not counted.

@@ -211,6 +211,8 @@ fn run_one(
                 again.trace_hash,
                 again.trace_lines_total
             );
+            let replay_dir = failures_dir.join("replay");
+            write_artifacts(&again, &replay_dir);
             ok = false;
         }
     }

@@ -96,8 +96,28 @@ impl RunOutcome {
     }
 }
 
-/// Runs `scenario` with `seed` (and `bug` planted) in a fresh madsim runtime.
+/// Stack of the thread that hosts one simulation.
+pub const SIMULATION_THREAD_STACK_BYTES: usize = 64 * 1024 * 1024;
+
+/// Runs `scenario` with `seed` (and `bug` planted) in a fresh madsim
+/// runtime on a fresh thread: std's hash-map keys are per thread and drawn
+/// at first use, so a fresh thread draws them inside the simulation (from
+/// its seeded randomness) and a second run of a seed in the same process
+/// sees the same hash-map orders as the first.
 pub fn run(scenario: &Scenario, seed: u64, bug: Option<Bug>) -> RunOutcome {
+    let scenario = scenario.clone();
+    let host = std::thread::Builder::new()
+        .name(format!("simulation-{seed}"))
+        .stack_size(SIMULATION_THREAD_STACK_BYTES)
+        .spawn(move || run_on_this_thread(&scenario, seed, bug))
+        .expect("the simulation thread starts");
+    match host.join() {
+        Ok(outcome) => outcome,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+fn run_on_this_thread(scenario: &Scenario, seed: u64, bug: Option<Bug>) -> RunOutcome {
     let parameters = SwarmParameters::draw(scenario, seed);
     let mut runtime = Runtime::with_seed_and_config(seed, madsim::Config::default());
     runtime.set_time_limit(

@@ -42,10 +42,6 @@ fn scenario(name: &str) -> Scenario {
         .unwrap_or_else(|error| panic!("{} does not parse: {error}", path.display()))
 }
 
-fn bug_hunt() -> Scenario {
-    scenario("bug-hunt")
-}
-
 #[test]
 fn every_planted_bug_is_caught_within_a_few_seeds() {
     let mut missed = Vec::new();

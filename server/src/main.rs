@@ -44,6 +44,7 @@ fn main() -> ExitCode {
 
 #[cfg(not(madsim))]
 mod run {
+    use std::io::IsTerminal;
     use std::sync::Arc;
 
     use anyhow::Context;
@@ -61,6 +62,8 @@ mod run {
         tracing_subscriber::fmt()
             .with_max_level(config.log_level)
             .with_target(false)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
             .init();
         if !ignored_flags.is_empty() {
             warn!(

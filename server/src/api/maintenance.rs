@@ -3,6 +3,7 @@
 //! (alarms are never raised, defragmentation is a no-op, Downgrade does not
 //! exist in etcd 3.4).
 
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
@@ -30,30 +31,56 @@ impl MaintenanceService {
     }
 }
 
-/// Splits a snapshot into etcd's stream of messages: `remaining_bytes` counts
-/// what follows each chunk, and the first message carries the header that
-/// says which point in time the snapshot is. An empty snapshot is one empty
-/// message, so the client still learns the header.
+/// etcd's snapshot files are whole database pages; clients (etcdctl
+/// `snapshot save`) check that the streamed size modulo this is the size of
+/// the SHA-256 trailer.
+pub const SNAPSHOT_ALIGNMENT_BYTES: usize = 512;
+/// The SHA-256 digest etcd appends to the snapshot stream.
+pub const SNAPSHOT_CHECKSUM_BYTES: usize = 32;
+
+/// The bytes etcd streams for a snapshot: the node's snapshot, zero bytes up
+/// to the next multiple of [`SNAPSHOT_ALIGNMENT_BYTES`], then the SHA-256 of
+/// everything before it. A restore strips the last
+/// [`SNAPSHOT_CHECKSUM_BYTES`], checks them, and reads the node's snapshot
+/// from the front (its format must tolerate, or delimit, trailing zeros).
+pub fn snapshot_file(snapshot: &[u8]) -> Vec<u8> {
+    let padded_len = snapshot.len().div_ceil(SNAPSHOT_ALIGNMENT_BYTES) * SNAPSHOT_ALIGNMENT_BYTES;
+    let mut file = Vec::with_capacity(padded_len + SNAPSHOT_CHECKSUM_BYTES);
+    file.extend_from_slice(snapshot);
+    file.resize(padded_len, 0);
+    let checksum = Sha256::digest(&file);
+    file.extend_from_slice(&checksum);
+    assert_eq!(
+        file.len() % SNAPSHOT_ALIGNMENT_BYTES,
+        SNAPSHOT_CHECKSUM_BYTES,
+        "snapshot file of {} bytes is misaligned",
+        file.len()
+    );
+    file
+}
+
+/// Splits snapshot file bytes into etcd's stream of messages:
+/// `remaining_bytes` counts what follows each chunk, and the first message
+/// carries the header that says which point in time the snapshot is.
 pub fn snapshot_messages(
     header: Option<pb::ResponseHeader>,
-    snapshot: &[u8],
+    file: &[u8],
     chunk_bytes: usize,
 ) -> Vec<pb::SnapshotResponse> {
     assert!(
         chunk_bytes > 0,
         "snapshot chunk size {chunk_bytes} must be positive"
     );
-    if snapshot.is_empty() {
+    if file.is_empty() {
         return vec![pb::SnapshotResponse {
             header,
             remaining_bytes: 0,
             blob: Vec::new(),
         }];
     }
-    let total = snapshot.len();
+    let total = file.len();
     let mut sent = 0;
-    snapshot
-        .chunks(chunk_bytes)
+    file.chunks(chunk_bytes)
         .enumerate()
         .map(|(index, chunk)| {
             sent += chunk.len();
@@ -156,8 +183,9 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         let (header, snapshot) = self.node.snapshot().await?;
         let (sender, receiver) = mpsc::channel(SNAPSHOT_CHUNKS_BUFFERED_MAX);
         tokio::spawn(async move {
+            let file = snapshot_file(&snapshot);
             let messages =
-                snapshot_messages(wire::some_header(header), &snapshot, SNAPSHOT_CHUNK_BYTES);
+                snapshot_messages(wire::some_header(header), &file, SNAPSHOT_CHUNK_BYTES);
             for message in messages {
                 if sender.send(Ok(message)).await.is_err() {
                     return;
@@ -213,6 +241,31 @@ mod tests {
         assert_eq!(joined, snapshot);
         assert_eq!(messages[0].header, header);
         assert!(messages[1..].iter().all(|m| m.header.is_none()));
+    }
+
+    #[test]
+    fn snapshot_file_is_padded_and_ends_with_its_sha256() {
+        for length in [0usize, 1, 511, 512, 513, 5000] {
+            let snapshot = vec![7u8; length];
+            let file = snapshot_file(&snapshot);
+            // etcdctl's check: size % 512 == sha256 size.
+            assert_eq!(file.len() % 512, 32, "length {length}");
+            let (body, checksum) = file.split_at(file.len() - 32);
+            assert_eq!(&body[..length], snapshot.as_slice());
+            assert!(
+                body[length..].iter().all(|byte| *byte == 0),
+                "padding is zeros"
+            );
+            assert_eq!(checksum, Sha256::digest(body).as_slice());
+        }
+        // Known answer: SHA-256 of no bytes at all.
+        let file = snapshot_file(&[]);
+        assert_eq!(file.len(), 32, "an empty snapshot needs no padding");
+        let digest: String = file.iter().map(|byte| format!("{byte:02x}")).collect();
+        assert_eq!(
+            digest,
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 
     #[test]

@@ -251,3 +251,111 @@ mod imp {
 
 #[cfg(not(madsim))]
 pub use imp::serve_routes;
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    //! Guards the client port's transport: gRPC (HTTP/2) and plain HTTP/1.1
+    //! share one listener, as on etcd's client port, and shutdown stops it.
+    //! The KV services need a running node; the health service and the HTTP
+    //! endpoints do not, so they are what this exercises.
+
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tonic::service::Routes;
+
+    use super::*;
+    use crate::api::http::{http_router, HealthProbe};
+    use crate::api::proto::grpc::health::v1::health_client::HealthClient;
+    use crate::api::proto::grpc::health::v1::{health_check_response, HealthCheckRequest};
+
+    /// Bound on every wait in these tests.
+    const TEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+    async fn http_get(address: SocketAddr, path: &str) -> String {
+        let mut stream = TcpStream::connect(address).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: cairn\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.expect("read");
+        response
+    }
+
+    #[tokio::test]
+    async fn grpc_health_and_http_endpoints_share_the_client_port() {
+        let healthy = Arc::new(AtomicBool::new(true));
+        let probe_state = healthy.clone();
+        let probe: HealthProbe = Arc::new(move || {
+            let healthy = probe_state.load(Ordering::SeqCst);
+            Box::pin(async move { healthy })
+        });
+        let metrics = Arc::new(Metrics::default());
+        metrics.has_leader.set(1);
+        let router = Routes::new(HealthServer::new(HealthService))
+            .into_axum_router()
+            .merge(http_router(probe, metrics));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (shutdown_sender, shutdown_receiver) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(serve_routes(
+            listener,
+            Routes::from(router),
+            shutdown_receiver,
+        ));
+
+        let mut client = tokio::time::timeout(
+            TEST_TIMEOUT,
+            HealthClient::connect(format!("http://{address}")),
+        )
+        .await
+        .expect("connect in time")
+        .expect("connect");
+        let response = client
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .expect("check")
+            .into_inner();
+        assert_eq!(
+            response.status,
+            health_check_response::ServingStatus::Serving as i32
+        );
+        let unknown = client
+            .check(HealthCheckRequest {
+                service: "nope".to_string(),
+            })
+            .await
+            .expect_err("unknown service");
+        assert_eq!(unknown.code(), tonic::Code::NotFound);
+
+        let response = http_get(address, "/health").await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.ends_with("{\"health\":\"true\"}"), "{response}");
+        healthy.store(false, Ordering::SeqCst);
+        let response = http_get(address, "/health").await;
+        assert!(response.starts_with("HTTP/1.1 503"), "{response}");
+        assert!(response.ends_with("{\"health\":\"false\"}"), "{response}");
+
+        let response = http_get(address, "/metrics").await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(
+            response.contains("\netcd_server_has_leader 1\n"),
+            "{response}"
+        );
+        assert!(
+            response.contains("\nprocess_resident_memory_bytes "),
+            "{response}"
+        );
+
+        drop(client);
+        shutdown_sender.send(true).expect("server is running");
+        let result = tokio::time::timeout(TEST_TIMEOUT, server)
+            .await
+            .expect("server stops after shutdown")
+            .expect("server task");
+        assert!(result.is_ok(), "{result:?}");
+    }
+}

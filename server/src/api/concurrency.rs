@@ -4,12 +4,94 @@
 //! keys `<prefix><lease in hex>`, order by create_revision, and waiting for
 //! the deletion of every earlier key under the prefix.
 
+use std::future::Future;
+
 use cairn_core::kv::{
-    EventType, KeyValue, KvError, RangeRequest, Revision, SortOrder, SortTarget, WatchCreateRequest,
+    DeleteRangeRequest, DeleteRangeResponse, EventType, KeyValue, KvError, RangeRequest,
+    RangeResponse, Revision, SortOrder, SortTarget, TxnRequest, TxnResponse, WatchCreateRequest,
+    WatchResponse,
 };
 use tonic::Status;
 
 use crate::node::{NodeError, NodeHandle, ResponseHeader, WatchSession};
+
+/// The part of a node the recipes use: reads, transactions, deletes and
+/// watches. [`NodeHandle`] is the real one; tests run the recipes over an
+/// in-memory model.
+pub trait KvBackend: Clone + Send + Sync + 'static {
+    /// A watch stream of this backend.
+    type Watch: KvWatch;
+    /// The header for answers that did not read or write.
+    fn header(&self) -> ResponseHeader;
+    /// A Range.
+    fn range(
+        &self,
+        request: RangeRequest,
+    ) -> impl Future<Output = Result<(ResponseHeader, RangeResponse), NodeError>> + Send;
+    /// A DeleteRange.
+    fn delete_range(
+        &self,
+        request: DeleteRangeRequest,
+    ) -> impl Future<Output = Result<(ResponseHeader, DeleteRangeResponse), NodeError>> + Send;
+    /// A Txn.
+    fn txn(
+        &self,
+        request: TxnRequest,
+    ) -> impl Future<Output = Result<(ResponseHeader, TxnResponse), NodeError>> + Send;
+    /// A new watch stream.
+    fn watch_session(&self) -> impl Future<Output = Result<Self::Watch, NodeError>> + Send;
+}
+
+/// The part of a watch stream the recipes use.
+pub trait KvWatch: Send + 'static {
+    /// Creates a watch on this stream.
+    fn create(
+        &mut self,
+        request: WatchCreateRequest,
+    ) -> impl Future<Output = Result<(), NodeError>> + Send;
+    /// The next response; None when the node stopped.
+    fn next(&mut self) -> impl Future<Output = Option<WatchResponse>> + Send;
+}
+
+impl KvBackend for NodeHandle {
+    type Watch = WatchSession;
+    fn header(&self) -> ResponseHeader {
+        NodeHandle::header(self)
+    }
+    fn range(
+        &self,
+        request: RangeRequest,
+    ) -> impl Future<Output = Result<(ResponseHeader, RangeResponse), NodeError>> + Send {
+        NodeHandle::range(self, request)
+    }
+    fn delete_range(
+        &self,
+        request: DeleteRangeRequest,
+    ) -> impl Future<Output = Result<(ResponseHeader, DeleteRangeResponse), NodeError>> + Send {
+        NodeHandle::delete_range(self, request)
+    }
+    fn txn(
+        &self,
+        request: TxnRequest,
+    ) -> impl Future<Output = Result<(ResponseHeader, TxnResponse), NodeError>> + Send {
+        NodeHandle::txn(self, request)
+    }
+    fn watch_session(&self) -> impl Future<Output = Result<WatchSession, NodeError>> + Send {
+        NodeHandle::watch_session(self)
+    }
+}
+
+impl KvWatch for WatchSession {
+    fn create(
+        &mut self,
+        request: WatchCreateRequest,
+    ) -> impl Future<Output = Result<(), NodeError>> + Send {
+        WatchSession::create(self, request)
+    }
+    fn next(&mut self) -> impl Future<Output = Option<WatchResponse>> + Send {
+        WatchSession::next(self)
+    }
+}
 
 /// The separator between an election or lock name and its ownership keys.
 pub const NAME_SEPARATOR: u8 = b'/';
@@ -61,8 +143,8 @@ pub fn prefix_by_creation(prefix: &[u8], sort_order: SortOrder) -> RangeRequest 
 }
 
 /// The key created first under `prefix` (the owner), and the read's header.
-pub async fn first_created(
-    node: &NodeHandle,
+pub async fn first_created<B: KvBackend>(
+    node: &B,
     prefix: &[u8],
 ) -> Result<(ResponseHeader, Option<KeyValue>), Status> {
     let (header, response) = node
@@ -74,8 +156,8 @@ pub async fn first_created(
 /// Waits until no key under `prefix` has a create_revision at or below
 /// `max_create_revision` (etcd's waitDeletes): repeatedly finds the newest
 /// such key and waits for its deletion. Returns the header of the final read.
-pub async fn wait_deletes(
-    node: &NodeHandle,
+pub async fn wait_deletes<B: KvBackend>(
+    node: &B,
     prefix: &[u8],
     max_create_revision: Revision,
 ) -> Result<ResponseHeader, Status> {
@@ -91,7 +173,7 @@ pub async fn wait_deletes(
 }
 
 /// Waits for a delete event on `key` at or after `revision`.
-async fn wait_delete(node: &NodeHandle, key: &[u8], revision: Revision) -> Result<(), Status> {
+async fn wait_delete<B: KvBackend>(node: &B, key: &[u8], revision: Revision) -> Result<(), Status> {
     let mut watch = KeyWatch::open(
         node,
         WatchCreateRequest {
@@ -110,13 +192,16 @@ async fn wait_delete(node: &NodeHandle, key: &[u8], revision: Revision) -> Resul
 }
 
 /// One watch on its own session, yielding event batches.
-pub struct KeyWatch {
-    session: WatchSession,
+pub struct KeyWatch<W: KvWatch> {
+    session: W,
 }
 
-impl KeyWatch {
+impl<W: KvWatch> KeyWatch<W> {
     /// Opens a session and creates the watch on it.
-    pub async fn open(node: &NodeHandle, request: WatchCreateRequest) -> Result<KeyWatch, Status> {
+    pub async fn open<B: KvBackend<Watch = W>>(
+        node: &B,
+        request: WatchCreateRequest,
+    ) -> Result<KeyWatch<W>, Status> {
         let mut session = node.watch_session().await?;
         session.create(request).await?;
         Ok(KeyWatch { session })

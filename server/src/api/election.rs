@@ -14,7 +14,7 @@ use tonic::{Code, Request, Response, Status};
 use tracing::debug;
 
 use super::concurrency::{
-    first_created, key_prefix, ownership_key, prefix_range_end, wait_deletes, KeyWatch,
+    first_created, key_prefix, ownership_key, prefix_range_end, wait_deletes, KeyWatch, KvBackend,
 };
 use super::lock::DeleteOnDrop;
 use super::proto::v3electionpb as pb;
@@ -34,13 +34,13 @@ pub const MISSING_LEADER_KEY: &str = "\"leader\" field must be provided";
 
 /// v3electionpb.Election over a node.
 #[derive(Clone, Debug)]
-pub struct ElectionService {
-    node: NodeHandle,
+pub struct ElectionService<B = NodeHandle> {
+    node: B,
 }
 
-impl ElectionService {
+impl<B: KvBackend> ElectionService<B> {
     /// An Election service over `node`.
-    pub fn new(node: NodeHandle) -> ElectionService {
+    pub fn new(node: B) -> ElectionService<B> {
         ElectionService { node }
     }
 }
@@ -65,8 +65,8 @@ fn while_created_at(key: &[u8], create_revision: Revision, then: RequestOp) -> T
 }
 
 /// Proclaims `value` under a held leadership; "not leader" if it is lost.
-async fn proclaim(
-    node: &NodeHandle,
+async fn proclaim<B: KvBackend>(
+    node: &B,
     leader: &pb::LeaderKey,
     value: Vec<u8>,
 ) -> Result<ResponseHeader, Status> {
@@ -86,7 +86,7 @@ async fn proclaim(
 }
 
 /// Deletes the leadership key if it is still the one won.
-async fn resign(node: &NodeHandle, leader: &pb::LeaderKey) -> Result<ResponseHeader, Status> {
+async fn resign<B: KvBackend>(node: &B, leader: &pb::LeaderKey) -> Result<ResponseHeader, Status> {
     let delete = RequestOp::DeleteRange(DeleteRangeRequest {
         key: leader.key.clone(),
         ..Default::default()
@@ -105,7 +105,7 @@ fn kv_to_leader_response(header: ResponseHeader, kv: KeyValue) -> pb::LeaderResp
 }
 
 #[tonic::async_trait]
-impl pb::election_server::Election for ElectionService {
+impl<B: KvBackend> pb::election_server::Election for ElectionService<B> {
     type ObserveStream = ResponseStream<pb::LeaderResponse>;
 
     async fn campaign(
@@ -234,8 +234,8 @@ impl pb::election_server::Election for ElectionService {
 /// candidate), send its value and every later update of its key, and when
 /// the key is deleted start over. Ends (the stream closes) on any error, as
 /// etcd's does.
-async fn observe(
-    node: &NodeHandle,
+async fn observe<B: KvBackend>(
+    node: &B,
     prefix: &[u8],
     sender: &mpsc::Sender<Result<pb::LeaderResponse, Status>>,
 ) -> Result<(), Status> {
@@ -299,5 +299,172 @@ async fn observe(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Guards the election recipe: the first candidate leads, later ones wait
+    //! for its resignation, proclamations need the won key, and observers
+    //! see every leader value in order.
+
+    use std::time::Duration;
+
+    use futures::StreamExt;
+
+    use super::*;
+    use crate::api::model::ModelKv;
+    use crate::api::proto::v3electionpb::election_server::Election;
+
+    /// Bound on every wait in these tests.
+    const TEST_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Scheduler turns given to a task that must stay blocked.
+    const BLOCKED_TURNS: usize = 50;
+
+    async fn campaign(
+        service: &ElectionService<ModelKv>,
+        lease: i64,
+        value: &str,
+    ) -> Result<pb::LeaderKey, Status> {
+        let request = pb::CampaignRequest {
+            name: b"svc".to_vec(),
+            lease,
+            value: value.as_bytes().to_vec(),
+        };
+        let response = service.campaign(Request::new(request)).await?.into_inner();
+        Ok(response.leader.expect("leader key"))
+    }
+
+    async fn leader_value(service: &ElectionService<ModelKv>) -> Result<Vec<u8>, Status> {
+        let request = pb::LeaderRequest {
+            name: b"svc".to_vec(),
+        };
+        let response = service.leader(Request::new(request)).await?.into_inner();
+        Ok(response.kv.expect("kv").value)
+    }
+
+    #[tokio::test]
+    async fn campaign_proclaim_observe_resign() {
+        let service = ElectionService::new(ModelKv::default());
+        let no_leader = leader_value(&service).await.expect_err("nobody campaigned");
+        assert_eq!(
+            (no_leader.code(), no_leader.message()),
+            (Code::Unknown, NO_LEADER)
+        );
+
+        let mut observer = service
+            .observe(Request::new(pb::LeaderRequest {
+                name: b"svc".to_vec(),
+            }))
+            .await
+            .expect("observe")
+            .into_inner();
+
+        let first = campaign(&service, 0xa, "alpha")
+            .await
+            .expect("first candidate leads");
+        assert_eq!(first.key, b"svc/a".to_vec());
+        assert_eq!(
+            leader_value(&service).await.expect("leader"),
+            b"alpha".to_vec()
+        );
+
+        let waiting_service = service.clone();
+        let second = tokio::spawn(async move { campaign(&waiting_service, 0xb, "beta").await });
+        for _ in 0..BLOCKED_TURNS {
+            tokio::task::yield_now().await;
+        }
+        assert!(!second.is_finished(), "the second candidate must wait");
+
+        let proclaim_request = pb::ProclaimRequest {
+            leader: Some(first.clone()),
+            value: b"alpha2".to_vec(),
+        };
+        service
+            .proclaim(Request::new(proclaim_request))
+            .await
+            .expect("leader proclaims");
+        assert_eq!(
+            leader_value(&service).await.expect("leader"),
+            b"alpha2".to_vec()
+        );
+
+        let stale = pb::LeaderKey {
+            rev: first.rev + 100,
+            ..first.clone()
+        };
+        let refused = service
+            .proclaim(Request::new(pb::ProclaimRequest {
+                leader: Some(stale),
+                value: b"x".to_vec(),
+            }))
+            .await
+            .expect_err("a stale leader key cannot proclaim");
+        assert_eq!(
+            (refused.code(), refused.message()),
+            (Code::Unknown, NOT_LEADER)
+        );
+
+        service
+            .resign(Request::new(pb::ResignRequest {
+                leader: Some(first),
+            }))
+            .await
+            .expect("resign");
+        let second = tokio::time::timeout(TEST_TIMEOUT, second)
+            .await
+            .expect("the second candidate wins after the resignation")
+            .expect("task")
+            .expect("campaign");
+        assert_eq!(second.key, b"svc/b".to_vec());
+        assert_eq!(
+            leader_value(&service).await.expect("leader"),
+            b"beta".to_vec()
+        );
+
+        let mut observed = Vec::new();
+        while observed.len() < 3 {
+            let next = tokio::time::timeout(TEST_TIMEOUT, observer.next())
+                .await
+                .expect("observer keeps up")
+                .expect("stream open")
+                .expect("no error");
+            observed.push(next.kv.expect("kv").value);
+        }
+        assert_eq!(
+            observed,
+            vec![b"alpha".to_vec(), b"alpha2".to_vec(), b"beta".to_vec()]
+        );
+    }
+
+    #[tokio::test]
+    async fn proclaim_and_resign_need_a_leader_key() {
+        let service = ElectionService::new(ModelKv::default());
+        let request = pb::ProclaimRequest {
+            leader: None,
+            value: Vec::new(),
+        };
+        let error = service
+            .proclaim(Request::new(request))
+            .await
+            .expect_err("no key");
+        assert_eq!(error.message(), MISSING_LEADER_KEY);
+        let error = service
+            .resign(Request::new(pb::ResignRequest { leader: None }))
+            .await
+            .expect_err("no key");
+        assert_eq!(error.message(), MISSING_LEADER_KEY);
+    }
+
+    #[tokio::test]
+    async fn recampaigning_with_a_new_value_proclaims_it() {
+        let service = ElectionService::new(ModelKv::default());
+        let first = campaign(&service, 3, "old").await.expect("leads");
+        let again = campaign(&service, 3, "new").await.expect("still leads");
+        assert_eq!(first.rev, again.rev, "the same candidacy");
+        assert_eq!(
+            leader_value(&service).await.expect("leader"),
+            b"new".to_vec()
+        );
     }
 }

@@ -11,35 +11,35 @@ use cairn_core::kv::{
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
-use super::concurrency::{key_prefix, ownership_key, prefix_by_creation, wait_deletes};
+use super::concurrency::{key_prefix, ownership_key, prefix_by_creation, wait_deletes, KvBackend};
 use super::proto::v3lockpb as pb;
 use super::wire;
 use crate::node::NodeHandle;
 
 /// v3lockpb.Lock over a node.
 #[derive(Clone, Debug)]
-pub struct LockService {
-    node: NodeHandle,
+pub struct LockService<B = NodeHandle> {
+    node: B,
 }
 
-impl LockService {
+impl<B: KvBackend> LockService<B> {
     /// A Lock service over `node`.
-    pub fn new(node: NodeHandle) -> LockService {
+    pub fn new(node: B) -> LockService<B> {
         LockService { node }
     }
 }
 
 /// Deletes a key when dropped while armed: a Lock call the client abandons
 /// while waiting gives its place in the queue up, as etcd's does.
-pub struct DeleteOnDrop {
-    node: NodeHandle,
+pub struct DeleteOnDrop<B: KvBackend> {
+    node: B,
     key: Vec<u8>,
     armed: bool,
 }
 
-impl DeleteOnDrop {
+impl<B: KvBackend> DeleteOnDrop<B> {
     /// Armed: dropping it deletes `key`.
-    pub fn new(node: NodeHandle, key: Vec<u8>) -> DeleteOnDrop {
+    pub fn new(node: B, key: Vec<u8>) -> DeleteOnDrop<B> {
         DeleteOnDrop {
             node,
             key,
@@ -53,7 +53,7 @@ impl DeleteOnDrop {
     }
 }
 
-impl Drop for DeleteOnDrop {
+impl<B: KvBackend> Drop for DeleteOnDrop<B> {
     fn drop(&mut self) {
         if !self.armed {
             return;
@@ -83,7 +83,7 @@ fn range_kvs(op: Option<&ResponseOp>, what: &str) -> Result<Vec<cairn_core::kv::
 }
 
 #[tonic::async_trait]
-impl pb::lock_server::Lock for LockService {
+impl<B: KvBackend> pb::lock_server::Lock for LockService<B> {
     async fn lock(
         &self,
         request: Request<pb::LockRequest>,
@@ -158,5 +158,108 @@ impl pb::lock_server::Lock for LockService {
         Ok(Response::new(pb::UnlockResponse {
             header: wire::some_header(header),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Guards the mutex recipe: one holder at a time in create order, the
+    //! waiter wakes on the holder's deletion, and an abandoned wait gives up
+    //! its place.
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::api::model::ModelKv;
+    use crate::api::proto::v3lockpb::lock_server::Lock;
+
+    /// Bound on every wait in these tests.
+    const TEST_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Scheduler turns given to a task that must stay blocked.
+    const BLOCKED_TURNS: usize = 50;
+
+    async fn lock(service: &LockService<ModelKv>, name: &str, lease: i64) -> pb::LockResponse {
+        let request = pb::LockRequest {
+            name: name.as_bytes().to_vec(),
+            lease,
+        };
+        service
+            .lock(Request::new(request))
+            .await
+            .expect("lock")
+            .into_inner()
+    }
+
+    async fn stays_blocked<T>(task: &tokio::task::JoinHandle<T>) -> bool {
+        for _ in 0..BLOCKED_TURNS {
+            tokio::task::yield_now().await;
+        }
+        !task.is_finished()
+    }
+
+    #[tokio::test]
+    async fn second_locker_waits_for_the_first_to_unlock() {
+        let model = ModelKv::default();
+        let service = LockService::new(model.clone());
+        let first = lock(&service, "job", 0x1a).await;
+        assert_eq!(first.key, b"job/1a".to_vec());
+
+        let waiting_service = service.clone();
+        let second = tokio::spawn(async move { lock(&waiting_service, "job", 0x2b).await });
+        assert!(stays_blocked(&second).await, "the second locker must wait");
+        assert!(model.get(b"job/2b").is_some(), "the waiter queued its key");
+
+        let unlock = pb::UnlockRequest {
+            key: first.key.clone(),
+        };
+        let unlocked = service
+            .unlock(Request::new(unlock))
+            .await
+            .expect("unlock")
+            .into_inner();
+        let second = tokio::time::timeout(TEST_TIMEOUT, second)
+            .await
+            .expect("second locker acquires after the unlock")
+            .expect("task");
+        assert_eq!(second.key, b"job/2b".to_vec());
+        let unlocked_revision = unlocked.header.expect("header").revision;
+        assert!(second.header.expect("header").revision >= unlocked_revision);
+    }
+
+    #[tokio::test]
+    async fn relocking_with_the_same_lease_holds_at_once() {
+        let service = LockService::new(ModelKv::default());
+        let first = lock(&service, "job", 7).await;
+        let again = lock(&service, "job", 7).await;
+        assert_eq!(first.key, again.key);
+    }
+
+    #[tokio::test]
+    async fn different_names_do_not_contend() {
+        let service = LockService::new(ModelKv::default());
+        lock(&service, "a", 1).await;
+        let other = tokio::time::timeout(TEST_TIMEOUT, lock(&service, "b", 2)).await;
+        assert_eq!(other.expect("no contention").key, b"b/2".to_vec());
+    }
+
+    #[tokio::test]
+    async fn abandoned_wait_deletes_its_key() {
+        let model = ModelKv::default();
+        let service = LockService::new(model.clone());
+        lock(&service, "job", 1).await;
+        let waiting_service = service.clone();
+        let waiter = tokio::spawn(async move { lock(&waiting_service, "job", 2).await });
+        assert!(stays_blocked(&waiter).await, "the second locker must wait");
+        assert!(model.get(b"job/2").is_some());
+        waiter.abort();
+        let mut revisions = model.subscribe();
+        tokio::time::timeout(TEST_TIMEOUT, async {
+            while model.get(b"job/2").is_some() {
+                revisions.changed().await.expect("model alive");
+            }
+        })
+        .await
+        .expect("the abandoned key is deleted");
+        assert!(model.get(b"job/1").is_some(), "the holder keeps the lock");
     }
 }

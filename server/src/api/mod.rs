@@ -21,6 +21,8 @@ pub mod limits;
 pub mod lock;
 pub mod maintenance;
 pub mod metrics;
+#[cfg(test)]
+pub mod model;
 pub mod proto;
 pub mod server;
 pub mod status;

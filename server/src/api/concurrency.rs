@@ -4,94 +4,13 @@
 //! keys `<prefix><lease in hex>`, order by create_revision, and waiting for
 //! the deletion of every earlier key under the prefix.
 
-use std::future::Future;
-
 use cairn_core::kv::{
-    DeleteRangeRequest, DeleteRangeResponse, EventType, KeyValue, KvError, RangeRequest,
-    RangeResponse, Revision, SortOrder, SortTarget, TxnRequest, TxnResponse, WatchCreateRequest,
-    WatchResponse,
+    EventType, KeyValue, KvError, RangeRequest, Revision, SortOrder, SortTarget, WatchCreateRequest,
 };
 use tonic::Status;
 
-use crate::node::{NodeError, NodeHandle, ResponseHeader, WatchSession};
-
-/// The part of a node the recipes use: reads, transactions, deletes and
-/// watches. [`NodeHandle`] is the real one; tests run the recipes over an
-/// in-memory model.
-pub trait KvBackend: Clone + Send + Sync + 'static {
-    /// A watch stream of this backend.
-    type Watch: KvWatch;
-    /// The header for answers that did not read or write.
-    fn header(&self) -> ResponseHeader;
-    /// A Range.
-    fn range(
-        &self,
-        request: RangeRequest,
-    ) -> impl Future<Output = Result<(ResponseHeader, RangeResponse), NodeError>> + Send;
-    /// A DeleteRange.
-    fn delete_range(
-        &self,
-        request: DeleteRangeRequest,
-    ) -> impl Future<Output = Result<(ResponseHeader, DeleteRangeResponse), NodeError>> + Send;
-    /// A Txn.
-    fn txn(
-        &self,
-        request: TxnRequest,
-    ) -> impl Future<Output = Result<(ResponseHeader, TxnResponse), NodeError>> + Send;
-    /// A new watch stream.
-    fn watch_session(&self) -> impl Future<Output = Result<Self::Watch, NodeError>> + Send;
-}
-
-/// The part of a watch stream the recipes use.
-pub trait KvWatch: Send + 'static {
-    /// Creates a watch on this stream.
-    fn create(
-        &mut self,
-        request: WatchCreateRequest,
-    ) -> impl Future<Output = Result<(), NodeError>> + Send;
-    /// The next response; None when the node stopped.
-    fn next(&mut self) -> impl Future<Output = Option<WatchResponse>> + Send;
-}
-
-impl KvBackend for NodeHandle {
-    type Watch = WatchSession;
-    fn header(&self) -> ResponseHeader {
-        NodeHandle::header(self)
-    }
-    fn range(
-        &self,
-        request: RangeRequest,
-    ) -> impl Future<Output = Result<(ResponseHeader, RangeResponse), NodeError>> + Send {
-        NodeHandle::range(self, request)
-    }
-    fn delete_range(
-        &self,
-        request: DeleteRangeRequest,
-    ) -> impl Future<Output = Result<(ResponseHeader, DeleteRangeResponse), NodeError>> + Send {
-        NodeHandle::delete_range(self, request)
-    }
-    fn txn(
-        &self,
-        request: TxnRequest,
-    ) -> impl Future<Output = Result<(ResponseHeader, TxnResponse), NodeError>> + Send {
-        NodeHandle::txn(self, request)
-    }
-    fn watch_session(&self) -> impl Future<Output = Result<WatchSession, NodeError>> + Send {
-        NodeHandle::watch_session(self)
-    }
-}
-
-impl KvWatch for WatchSession {
-    fn create(
-        &mut self,
-        request: WatchCreateRequest,
-    ) -> impl Future<Output = Result<(), NodeError>> + Send {
-        WatchSession::create(self, request)
-    }
-    fn next(&mut self) -> impl Future<Output = Option<WatchResponse>> + Send {
-        WatchSession::next(self)
-    }
-}
+pub use super::backend::{KvBackend, KvWatch};
+use crate::node::{NodeError, ResponseHeader};
 
 /// The separator between an election or lock name and its ownership keys.
 pub const NAME_SEPARATOR: u8 = b'/';

@@ -7,7 +7,8 @@
 use tonic::metadata::MetadataMap;
 use tonic::Status;
 
-use crate::node::{NodeError, NodeHandle};
+use super::backend::KvBackend;
+use crate::node::NodeError;
 
 /// The metadata key clientv3 sets to require a leader.
 pub const REQUIRE_LEADER_KEY: &str = "hasleader";
@@ -24,12 +25,11 @@ pub fn requires_leader(metadata: &MetadataMap) -> bool {
 
 /// Fails with etcd's "no leader" status when the request requires a leader
 /// and the node has none.
-pub async fn ensure_leader(node: &NodeHandle, metadata: &MetadataMap) -> Result<(), Status> {
+pub async fn ensure_leader<B: KvBackend>(node: &B, metadata: &MetadataMap) -> Result<(), Status> {
     if !requires_leader(metadata) {
         return Ok(());
     }
-    let status = node.status().await?;
-    if status.leader == 0 {
+    if !node.has_leader().await? {
         return Err(NodeError::NoLeader.into());
     }
     Ok(())

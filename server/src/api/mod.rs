@@ -8,6 +8,7 @@
 //! ([`status`]), because etcdctl and the client libraries switch on them.
 
 pub mod auth;
+pub mod backend;
 pub mod cluster;
 pub mod concurrency;
 pub mod election;

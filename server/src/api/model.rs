@@ -266,6 +266,10 @@ impl KvBackend for ModelKv {
         Ok((header, response))
     }
 
+    async fn has_leader(&self) -> Result<bool, NodeError> {
+        Ok(true)
+    }
+
     async fn watch_session(&self) -> Result<ModelWatch, NodeError> {
         Ok(ModelWatch {
             model: self.clone(),
@@ -276,6 +280,9 @@ impl KvBackend for ModelKv {
         })
     }
 }
+
+/// The watch ID of a stream-wide progress notification.
+const PROGRESS_WATCH_ID: i64 = -1;
 
 /// A watch stream over [`ModelKv`].
 #[derive(Debug)]
@@ -332,6 +339,20 @@ impl KvWatch for ModelWatch {
             ..Default::default()
         });
         self.watches.push((watch_id, request, start));
+        Ok(())
+    }
+
+    async fn cancel(&mut self, watch_id: i64) -> Result<(), NodeError> {
+        self.watches.retain(|(id, _, _)| *id != watch_id);
+        Ok(())
+    }
+
+    async fn progress(&mut self) -> Result<(), NodeError> {
+        self.pending.push_back(WatchResponse {
+            header_revision: self.model.header().revision,
+            watch_id: PROGRESS_WATCH_ID,
+            ..Default::default()
+        });
         Ok(())
     }
 

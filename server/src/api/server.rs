@@ -39,6 +39,12 @@ use crate::node::NodeHandle;
 #[cfg(not(madsim))]
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// HTTP/2 streams one client connection may have open at once: etcd sets
+/// gRPC's limit to the maximum (math.MaxUint32), since clientv3 multiplexes
+/// all of a client's watches and keep-alives over one connection.
+#[cfg(not(madsim))]
+pub const CONCURRENT_STREAMS_MAX: u32 = u32::MAX;
+
 /// Why the client server could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -200,6 +206,7 @@ mod imp {
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let server = tonic::transport::Server::builder()
             .accept_http1(true)
+            .max_concurrent_streams(Some(CONCURRENT_STREAMS_MAX))
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, shutdown_requested(shutdown.clone()));
         let grace_expired = async {

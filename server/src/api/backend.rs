@@ -1,19 +1,20 @@
-//! [`KvBackend`] and [`KvWatch`]: the seam between the services that hold
-//! logic of their own (the watch stream, the Lock and Election recipes) and
-//! the node. [`NodeHandle`] is the production backend; tests run the same
+//! [`KvBackend`] and [`KvWatch`]: the seam between the KV service, the
+//! services that hold logic of their own (the watch stream, the Lock and
+//! Election recipes) and the node. [`NodeHandle`] is the production backend; tests run the same
 //! services over an in-memory model of the KV store.
 
 use std::future::Future;
 
 use cairn_core::kv::{
-    DeleteRangeRequest, DeleteRangeResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
-    WatchCreateRequest, WatchResponse,
+    CompactionRequest, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, TxnRequest, TxnResponse, WatchCreateRequest, WatchResponse,
 };
 
 use crate::node::{NodeError, NodeHandle, ResponseHeader, WatchSession};
 
-/// The part of a node the watch service and the recipes use: reads,
-/// transactions, deletes, watches and whether a leader is known.
+/// The part of a node the KV and watch services and the recipes use:
+/// reads, writes, transactions, compaction, watches, and whether a leader
+/// is known.
 pub trait KvBackend: Clone + Send + Sync + 'static {
     /// A watch stream of this backend.
     type Watch: KvWatch;
@@ -24,6 +25,11 @@ pub trait KvBackend: Clone + Send + Sync + 'static {
         &self,
         request: RangeRequest,
     ) -> impl Future<Output = Result<(ResponseHeader, RangeResponse), NodeError>> + Send;
+    /// A Put.
+    fn put(
+        &self,
+        request: PutRequest,
+    ) -> impl Future<Output = Result<(ResponseHeader, PutResponse), NodeError>> + Send;
     /// A DeleteRange.
     fn delete_range(
         &self,
@@ -34,6 +40,11 @@ pub trait KvBackend: Clone + Send + Sync + 'static {
         &self,
         request: TxnRequest,
     ) -> impl Future<Output = Result<(ResponseHeader, TxnResponse), NodeError>> + Send;
+    /// A Compact.
+    fn compact(
+        &self,
+        request: CompactionRequest,
+    ) -> impl Future<Output = Result<ResponseHeader, NodeError>> + Send;
     /// A new watch stream.
     fn watch_session(&self) -> impl Future<Output = Result<Self::Watch, NodeError>> + Send;
     /// Whether the node knows a leader.
@@ -67,11 +78,23 @@ impl KvBackend for NodeHandle {
     ) -> impl Future<Output = Result<(ResponseHeader, RangeResponse), NodeError>> + Send {
         NodeHandle::range(self, request)
     }
+    fn put(
+        &self,
+        request: PutRequest,
+    ) -> impl Future<Output = Result<(ResponseHeader, PutResponse), NodeError>> + Send {
+        NodeHandle::put(self, request)
+    }
     fn delete_range(
         &self,
         request: DeleteRangeRequest,
     ) -> impl Future<Output = Result<(ResponseHeader, DeleteRangeResponse), NodeError>> + Send {
         NodeHandle::delete_range(self, request)
+    }
+    fn compact(
+        &self,
+        request: CompactionRequest,
+    ) -> impl Future<Output = Result<ResponseHeader, NodeError>> + Send {
+        NodeHandle::compact(self, request)
     }
     fn txn(
         &self,

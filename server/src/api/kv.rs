@@ -5,6 +5,7 @@
 use prost::Message;
 use tonic::{Request, Response, Status};
 
+use super::backend::KvBackend;
 use super::leader::ensure_leader;
 use super::limits::RequestLimits;
 use super::proto::etcdserverpb as pb;
@@ -13,20 +14,20 @@ use crate::node::NodeHandle;
 
 /// etcdserverpb.KV over a node.
 #[derive(Clone, Debug)]
-pub struct KvService {
-    node: NodeHandle,
+pub struct KvService<B = NodeHandle> {
+    node: B,
     limits: RequestLimits,
 }
 
-impl KvService {
+impl<B: KvBackend> KvService<B> {
     /// A KV service answering from `node` within `limits`.
-    pub fn new(node: NodeHandle, limits: RequestLimits) -> KvService {
+    pub fn new(node: B, limits: RequestLimits) -> KvService<B> {
         KvService { node, limits }
     }
 }
 
 #[tonic::async_trait]
-impl pb::kv_server::Kv for KvService {
+impl<B: KvBackend> pb::kv_server::Kv for KvService<B> {
     async fn range(
         &self,
         request: Request<pb::RangeRequest>,

@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use cairn_core::kv::{
-    Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, Event,
-    EventType, KeyValue, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp,
-    ResponseOp, Revision, SortOrder, SortTarget, TxnRequest, TxnResponse, WatchCreateRequest,
-    WatchResponse,
+    CompactionRequest, Compare, CompareResult, CompareTarget, DeleteRangeRequest,
+    DeleteRangeResponse, Event, EventType, KeyValue, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, RequestOp, ResponseOp, Revision, SortOrder, SortTarget, TxnRequest, TxnResponse,
+    WatchCreateRequest, WatchResponse,
 };
 use tokio::sync::watch;
 
@@ -237,6 +237,23 @@ impl KvBackend for ModelKv {
     ) -> Result<(ResponseHeader, RangeResponse), NodeError> {
         let state = self.state.lock().expect("model lock");
         Ok((state.header(), state.range(&request)))
+    }
+
+    async fn put(&self, request: PutRequest) -> Result<(ResponseHeader, PutResponse), NodeError> {
+        let (header, response) = {
+            let mut state = self.state.lock().expect("model lock");
+            let revision = state.revision + 1;
+            let response = state.put(revision, request);
+            state.revision = revision;
+            (state.header(), response)
+        };
+        self.publish(header.revision);
+        Ok((header, response))
+    }
+
+    async fn compact(&self, _request: CompactionRequest) -> Result<ResponseHeader, NodeError> {
+        // The model keeps its whole history.
+        Ok(self.header())
     }
 
     async fn delete_range(

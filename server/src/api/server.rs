@@ -365,4 +365,68 @@ mod tests {
             .expect("server task");
         assert!(result.is_ok(), "{result:?}");
     }
+
+    #[tokio::test]
+    async fn kv_over_grpc_with_etcds_request_limit() {
+        use crate::api::model::ModelKv;
+        use crate::api::proto::etcdserverpb::kv_client::KvClient;
+        use crate::api::proto::etcdserverpb::{PutRequest, RangeRequest};
+
+        let limits = RequestLimits {
+            request_bytes_max: 1024,
+            txn_ops_max: 8,
+        };
+        let kv = KvServer::new(KvService::new(ModelKv::default(), limits))
+            .max_decoding_message_size(limits.grpc_message_bytes_max());
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (shutdown_sender, shutdown_receiver) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(serve_routes(listener, Routes::new(kv), shutdown_receiver));
+
+        let mut client =
+            tokio::time::timeout(TEST_TIMEOUT, KvClient::connect(format!("http://{address}")))
+                .await
+                .expect("connect in time")
+                .expect("connect");
+        let put = PutRequest {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        };
+        let revision = client
+            .put(put)
+            .await
+            .expect("put")
+            .into_inner()
+            .header
+            .expect("header");
+        let range = RangeRequest {
+            key: b"k".to_vec(),
+            ..Default::default()
+        };
+        let response = client.range(range).await.expect("range").into_inner();
+        assert_eq!(response.kvs.len(), 1);
+        assert_eq!(response.kvs[0].value, b"v".to_vec());
+        assert_eq!(response.header.expect("header").revision, revision.revision);
+
+        let large = PutRequest {
+            key: b"big".to_vec(),
+            value: vec![b'x'; 2000],
+            ..Default::default()
+        };
+        let refused = client
+            .put(large)
+            .await
+            .expect_err("over --max-request-bytes");
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        assert_eq!(refused.message(), "etcdserver: request is too large");
+
+        drop(client);
+        shutdown_sender.send(true).expect("server is running");
+        let result = tokio::time::timeout(TEST_TIMEOUT, server)
+            .await
+            .expect("server stops after shutdown")
+            .expect("server task");
+        assert!(result.is_ok(), "{result:?}");
+    }
 }

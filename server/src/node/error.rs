@@ -42,6 +42,9 @@ pub enum NodeError {
     /// A leader transfer to a member that cannot take it.
     #[error("etcdserver: bad leader transferee")]
     BadLeaderTransferee,
+    /// The request must be served by the leader and this member is not it.
+    #[error("etcdserver: not leader")]
+    NotLeader,
     /// The cluster's state diverged.
     #[error("etcdserver: corrupt cluster")]
     Corrupt,
@@ -62,7 +65,8 @@ impl NodeError {
             | NodeError::MemberNotLearner
             | NodeError::LearnerNotReady
             | NodeError::NotEnoughStartedMembers
-            | NodeError::BadLeaderTransferee => GrpcCode::FailedPrecondition,
+            | NodeError::BadLeaderTransferee
+            | NodeError::NotLeader => GrpcCode::FailedPrecondition,
             NodeError::Corrupt => GrpcCode::DataLoss,
         }
     }

@@ -1,0 +1,174 @@
+//! The outbound half of the transport: one task per peer that owns the one
+//! connection to it, fed by a bounded queue. When the queue is full the
+//! message is dropped (Raft retries); when the connection fails the node
+//! hears `Unreachable` so Raft probes instead of streaming, and the task
+//! reconnects with bounded exponential backoff.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_core::raft::NodeId;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::address::socket_address;
+use super::frame::{decode, encode, read_frame, write_frame};
+use super::handshake::{Handshake, HandshakeReply};
+use super::peer_message::PeerMessage;
+use super::TransportEvent;
+
+/// Everything a peer task needs to know, fixed for its lifetime (a change
+/// of URLs replaces the task).
+#[derive(Clone, Debug)]
+pub(crate) struct PeerLinkConfig {
+    pub cluster_id: u64,
+    pub local: NodeId,
+    pub peer: NodeId,
+    pub urls: Vec<String>,
+    pub connect_timeout: Duration,
+    pub handshake_timeout: Duration,
+    pub reconnect_backoff_min: Duration,
+    pub reconnect_backoff_max: Duration,
+}
+
+/// Runs until the queue's sender is dropped (the peer was removed or the
+/// transport closed).
+pub(crate) async fn run_peer(
+    config: PeerLinkConfig,
+    mut queue: mpsc::Receiver<PeerMessage>,
+    events: mpsc::Sender<TransportEvent>,
+    dropped_messages: Arc<AtomicU64>,
+) {
+    let peer = config.peer;
+    let mut backoff = config.reconnect_backoff_min;
+    let mut failures: u64 = 0;
+    loop {
+        // Connect lazily: an idle link to a dead peer costs nothing.
+        let Some(first) = queue.recv().await else {
+            return;
+        };
+        match connect(&config).await {
+            Ok(mut stream) => {
+                info!(peer = %peer, after_failures = failures, "connected to peer");
+                failures = 0;
+                backoff = config.reconnect_backoff_min;
+                let mut pending = Some(first);
+                loop {
+                    let message = match pending.take() {
+                        Some(message) => message,
+                        None => match queue.recv().await {
+                            Some(message) => message,
+                            None => return,
+                        },
+                    };
+                    let payload = match encode(&message) {
+                        Ok(payload) => payload,
+                        Err(error) => {
+                            warn!(peer = %peer, %error, "dropping a message that does not encode");
+                            dropped_messages.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                    };
+                    if let Err(error) = write_frame(&mut stream, &payload).await {
+                        warn!(peer = %peer, %error, "lost the connection to peer");
+                        dropped_messages.fetch_add(1, Ordering::Relaxed);
+                        report_unreachable(&events, peer);
+                        break;
+                    }
+                }
+            }
+            Err(error) => {
+                failures += 1;
+                dropped_messages.fetch_add(1, Ordering::Relaxed);
+                // Warn on the first failure and then at powers of two, so a
+                // peer that is down for long does not flood the log.
+                if failures.is_power_of_two() {
+                    warn!(peer = %peer, failures, backoff_ms = backoff.as_millis() as u64, %error,
+                        "cannot reach peer");
+                } else {
+                    debug!(peer = %peer, failures, %error, "cannot reach peer");
+                }
+                report_unreachable(&events, peer);
+                // Back off, dropping what is queued meanwhile: Raft resends.
+                let deadline = tokio::time::Instant::now() + backoff;
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(deadline) => break,
+                        message = queue.recv() => match message {
+                            Some(_) => {
+                                dropped_messages.fetch_add(1, Ordering::Relaxed);
+                            }
+                            None => return,
+                        },
+                    }
+                }
+                backoff = (backoff * 2).min(config.reconnect_backoff_max);
+            }
+        }
+    }
+}
+
+fn report_unreachable(events: &mpsc::Sender<TransportEvent>, peer: NodeId) {
+    // Best effort: if the node is busy it will hear from the next failure.
+    let _ = events.try_send(TransportEvent::Unreachable { peer });
+}
+
+/// Tries each URL in turn; returns a connection whose handshake was accepted.
+async fn connect(config: &PeerLinkConfig) -> Result<TcpStream, String> {
+    let mut errors = Vec::new();
+    for url in &config.urls {
+        match connect_one(config, url).await {
+            Ok(stream) => return Ok(stream),
+            Err(error) => errors.push(format!("{url}: {error}")),
+        }
+    }
+    if errors.is_empty() {
+        return Err("the peer has no URLs".to_string());
+    }
+    Err(errors.join("; "))
+}
+
+async fn connect_one(config: &PeerLinkConfig, url: &str) -> Result<TcpStream, String> {
+    let address = socket_address(url).map_err(|error| error.to_string())?;
+    let mut stream =
+        match tokio::time::timeout(config.connect_timeout, TcpStream::connect(address.as_str()))
+            .await
+        {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => return Err(format!("connect failed: {error}")),
+            Err(_) => {
+                return Err(format!(
+                    "connect timed out after {} ms",
+                    config.connect_timeout.as_millis()
+                ))
+            }
+        };
+    stream
+        .set_nodelay(true)
+        .map_err(|error| format!("set_nodelay failed: {error}"))?;
+    let handshake = Handshake::new(config.cluster_id, config.local, config.peer);
+    let exchange = async {
+        let payload = encode(&handshake).map_err(|error| error.to_string())?;
+        write_frame(&mut stream, &payload)
+            .await
+            .map_err(|error| error.to_string())?;
+        let reply = read_frame(&mut stream)
+            .await
+            .map_err(|error| error.to_string())?;
+        decode::<HandshakeReply>(&reply).map_err(|error| error.to_string())
+    };
+    match tokio::time::timeout(config.handshake_timeout, exchange).await {
+        Ok(Ok(HandshakeReply::Accepted)) => Ok(stream),
+        Ok(Ok(HandshakeReply::Refused { reason })) => {
+            warn!(peer = %config.peer, %url, %reason, "peer refused our handshake");
+            Err(format!("handshake refused: {reason}"))
+        }
+        Ok(Err(error)) => Err(format!("handshake failed: {error}")),
+        Err(_) => Err(format!(
+            "handshake timed out after {} ms",
+            config.handshake_timeout.as_millis()
+        )),
+    }
+}

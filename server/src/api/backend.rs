@@ -1,20 +1,20 @@
-//! [`KvBackend`] and [`KvWatch`]: the seam between the KV service, the
-//! services that hold logic of their own (the watch stream, the Lock and
-//! Election recipes) and the node. [`NodeHandle`] is the production backend; tests run the same
+//! [`KvBackend`] and [`KvWatch`]: the seam between the KV, Watch and Lease
+//! services, the Lock and Election recipes, and the node. [`NodeHandle`] is the production backend; tests run the same
 //! services over an in-memory model of the KV store.
 
 use std::future::Future;
 
 use cairn_core::kv::{
-    CompactionRequest, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, TxnRequest, TxnResponse, WatchCreateRequest, WatchResponse,
+    CompactionRequest, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse, LeaseId,
+    LeaseTimeToLiveResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest,
+    TxnResponse, WatchCreateRequest, WatchResponse,
 };
 
 use crate::node::{NodeError, NodeHandle, ResponseHeader, WatchSession};
 
-/// The part of a node the KV and watch services and the recipes use:
-/// reads, writes, transactions, compaction, watches, and whether a leader
-/// is known.
+/// The part of a node the KV, Watch and Lease services and the recipes use:
+/// reads, writes, transactions, compaction, watches, leases, and whether a
+/// leader is known.
 pub trait KvBackend: Clone + Send + Sync + 'static {
     /// A watch stream of this backend.
     type Watch: KvWatch;
@@ -49,6 +49,32 @@ pub trait KvBackend: Clone + Send + Sync + 'static {
     fn watch_session(&self) -> impl Future<Output = Result<Self::Watch, NodeError>> + Send;
     /// Whether the node knows a leader.
     fn has_leader(&self) -> impl Future<Output = Result<bool, NodeError>> + Send;
+    /// Grants a lease (`id` 0: the node picks one).
+    fn lease_grant(
+        &self,
+        ttl: i64,
+        id: LeaseId,
+    ) -> impl Future<Output = Result<(ResponseHeader, LeaseGrantResponse), NodeError>> + Send;
+    /// Revokes a lease and deletes its keys.
+    fn lease_revoke(
+        &self,
+        id: LeaseId,
+    ) -> impl Future<Output = Result<ResponseHeader, NodeError>> + Send;
+    /// Renews a lease; its TTL in seconds (0 or LeaseNotFound when it does not exist).
+    fn lease_keep_alive(
+        &self,
+        id: LeaseId,
+    ) -> impl Future<Output = Result<(ResponseHeader, i64), NodeError>> + Send;
+    /// A lease's remaining and granted TTL, and its keys when asked.
+    fn lease_time_to_live(
+        &self,
+        id: LeaseId,
+        keys: bool,
+    ) -> impl Future<Output = Result<(ResponseHeader, LeaseTimeToLiveResponse), NodeError>> + Send;
+    /// Every lease.
+    fn lease_leases(
+        &self,
+    ) -> impl Future<Output = Result<(ResponseHeader, Vec<LeaseId>), NodeError>> + Send;
 }
 
 /// The part of a watch stream the recipes use.
@@ -107,6 +133,38 @@ impl KvBackend for NodeHandle {
     }
     async fn has_leader(&self) -> Result<bool, NodeError> {
         Ok(NodeHandle::status(self).await?.leader != 0)
+    }
+    fn lease_grant(
+        &self,
+        ttl: i64,
+        id: LeaseId,
+    ) -> impl Future<Output = Result<(ResponseHeader, LeaseGrantResponse), NodeError>> + Send {
+        NodeHandle::lease_grant(self, ttl, id)
+    }
+    fn lease_revoke(
+        &self,
+        id: LeaseId,
+    ) -> impl Future<Output = Result<ResponseHeader, NodeError>> + Send {
+        NodeHandle::lease_revoke(self, id)
+    }
+    fn lease_keep_alive(
+        &self,
+        id: LeaseId,
+    ) -> impl Future<Output = Result<(ResponseHeader, i64), NodeError>> + Send {
+        NodeHandle::lease_keep_alive(self, id)
+    }
+    fn lease_time_to_live(
+        &self,
+        id: LeaseId,
+        keys: bool,
+    ) -> impl Future<Output = Result<(ResponseHeader, LeaseTimeToLiveResponse), NodeError>> + Send
+    {
+        NodeHandle::lease_time_to_live(self, id, keys)
+    }
+    fn lease_leases(
+        &self,
+    ) -> impl Future<Output = Result<(ResponseHeader, Vec<LeaseId>), NodeError>> + Send {
+        NodeHandle::lease_leases(self)
     }
 }
 

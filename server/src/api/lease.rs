@@ -3,10 +3,12 @@
 //! that does not exist, as etcd answers).
 
 use cairn_core::kv::KvError;
+use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::debug;
 
+use super::backend::KvBackend;
 use super::leader::ensure_leader;
 use super::proto::etcdserverpb as pb;
 use super::stream::{channel_stream, ResponseStream};
@@ -23,19 +25,34 @@ const KEEP_ALIVE_NOT_FOUND: i64 = 0;
 
 /// etcdserverpb.Lease over a node.
 #[derive(Clone, Debug)]
-pub struct LeaseService {
-    node: NodeHandle,
+pub struct LeaseService<B = NodeHandle> {
+    node: B,
 }
 
-impl LeaseService {
+impl<B: KvBackend> LeaseService<B> {
     /// A Lease service over `node`.
-    pub fn new(node: NodeHandle) -> LeaseService {
+    pub fn new(node: B) -> LeaseService<B> {
         LeaseService { node }
     }
 }
 
+impl<B: KvBackend> LeaseService<B> {
+    /// Serves one keep-alive stream: `requests` in, the returned stream out.
+    pub fn open_keep_alive_stream<S>(
+        &self,
+        requests: S,
+    ) -> ResponseStream<pb::LeaseKeepAliveResponse>
+    where
+        S: Stream<Item = Result<pb::LeaseKeepAliveRequest, Status>> + Send + Unpin + 'static,
+    {
+        let (sender, receiver) = mpsc::channel(KEEP_ALIVE_RESPONSES_BUFFERED_MAX);
+        tokio::spawn(run_keep_alive_stream(self.node.clone(), requests, sender));
+        channel_stream(receiver)
+    }
+}
+
 #[tonic::async_trait]
-impl pb::lease_server::Lease for LeaseService {
+impl<B: KvBackend> pb::lease_server::Lease for LeaseService<B> {
     type LeaseKeepAliveStream = ResponseStream<pb::LeaseKeepAliveResponse>;
 
     async fn lease_grant(
@@ -69,10 +86,9 @@ impl pb::lease_server::Lease for LeaseService {
         request: Request<Streaming<pb::LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
         ensure_leader(&self.node, request.metadata()).await?;
-        let requests = request.into_inner();
-        let (sender, receiver) = mpsc::channel(KEEP_ALIVE_RESPONSES_BUFFERED_MAX);
-        tokio::spawn(run_keep_alive_stream(self.node.clone(), requests, sender));
-        Ok(Response::new(channel_stream(receiver)))
+        Ok(Response::new(
+            self.open_keep_alive_stream(request.into_inner()),
+        ))
     }
 
     async fn lease_time_to_live(
@@ -117,20 +133,23 @@ impl pb::lease_server::Lease for LeaseService {
 }
 
 /// Answers each keep-alive request in order until the client or the node goes away.
-async fn run_keep_alive_stream(
-    node: NodeHandle,
-    mut requests: Streaming<pb::LeaseKeepAliveRequest>,
+async fn run_keep_alive_stream<B, S>(
+    node: B,
+    mut requests: S,
     sender: mpsc::Sender<Result<pb::LeaseKeepAliveResponse, Status>>,
-) {
+) where
+    B: KvBackend,
+    S: Stream<Item = Result<pb::LeaseKeepAliveRequest, Status>> + Send + Unpin + 'static,
+{
     loop {
         let request = tokio::select! {
-            request = requests.message() => request,
+            request = requests.next() => request,
             () = sender.closed() => return,
         };
         let id = match request {
-            Ok(Some(request)) => request.id,
-            Ok(None) => return,
-            Err(status) => {
+            Some(Ok(request)) => request.id,
+            None => return,
+            Some(Err(status)) => {
                 debug!(%status, "lease keep-alive stream receive failed");
                 return;
             }
@@ -154,5 +173,79 @@ async fn run_keep_alive_stream(
         if sender.send(Ok(response)).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Guards etcd's lease answers: keep-alive renews with the TTL and answers
+    //! TTL 0 for a missing lease; TimeToLive answers -1 for one; revoke of a
+    //! missing lease is NotFound.
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::api::model::ModelKv;
+    use crate::api::proto::etcdserverpb::lease_server::Lease;
+
+    /// Bound on every wait in these tests.
+    const TEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn grant_keep_alive_time_to_live_revoke() {
+        let service = LeaseService::new(ModelKv::default());
+        let grant = pb::LeaseGrantRequest { ttl: 30, id: 0 };
+        let granted = service
+            .lease_grant(Request::new(grant))
+            .await
+            .expect("grant")
+            .into_inner();
+        assert_ne!(granted.id, 0, "the node picks a non-zero ID");
+        assert_eq!(granted.ttl, 30);
+
+        let requests = futures::stream::iter(vec![
+            Ok(pb::LeaseKeepAliveRequest { id: granted.id }),
+            Ok(pb::LeaseKeepAliveRequest { id: granted.id + 1 }),
+        ]);
+        let mut responses = service.open_keep_alive_stream(requests);
+        let mut answers = Vec::new();
+        while let Some(answer) = tokio::time::timeout(TEST_TIMEOUT, responses.next())
+            .await
+            .expect("in time")
+        {
+            let answer = answer.expect("no error");
+            answers.push((answer.id, answer.ttl));
+        }
+        assert_eq!(answers, vec![(granted.id, 30), (granted.id + 1, 0)]);
+
+        let missing = pb::LeaseTimeToLiveRequest {
+            id: granted.id + 1,
+            keys: false,
+        };
+        let missing = service
+            .lease_time_to_live(Request::new(missing))
+            .await
+            .expect("ttl");
+        assert_eq!(missing.into_inner().ttl, -1);
+
+        let leases = service
+            .lease_leases(Request::new(pb::LeaseLeasesRequest {}))
+            .await
+            .expect("leases")
+            .into_inner();
+        assert_eq!(leases.leases, vec![pb::LeaseStatus { id: granted.id }]);
+
+        let revoke = pb::LeaseRevokeRequest { id: granted.id };
+        service
+            .lease_revoke(Request::new(revoke))
+            .await
+            .expect("revoke");
+        let again = pb::LeaseRevokeRequest { id: granted.id };
+        let error = service
+            .lease_revoke(Request::new(again))
+            .await
+            .expect_err("gone");
+        assert_eq!(error.code(), tonic::Code::NotFound);
+        assert_eq!(error.message(), "etcdserver: requested lease not found");
     }
 }

@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use cairn_core::kv::{
     CompactionRequest, Compare, CompareResult, CompareTarget, DeleteRangeRequest,
-    DeleteRangeResponse, Event, EventType, KeyValue, PutRequest, PutResponse, RangeRequest,
-    RangeResponse, RequestOp, ResponseOp, Revision, SortOrder, SortTarget, TxnRequest, TxnResponse,
-    WatchCreateRequest, WatchResponse,
+    DeleteRangeResponse, Event, EventType, KeyValue, KvError, LeaseGrantResponse, LeaseId,
+    LeaseTimeToLiveResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp,
+    ResponseOp, Revision, SortOrder, SortTarget, TxnRequest, TxnResponse, WatchCreateRequest,
+    WatchResponse,
 };
 use tokio::sync::watch;
 
@@ -23,7 +24,12 @@ struct State {
     keys: BTreeMap<Vec<u8>, KeyValue>,
     /// Every event with its revision, oldest first.
     history: Vec<(Revision, Event)>,
+    /// Granted leases and their TTLs; the model never expires them.
+    leases: BTreeMap<LeaseId, i64>,
 }
+
+/// The first lease ID the model hands out.
+const FIRST_LEASE_ID: LeaseId = 0x1000;
 
 /// A shared in-memory KV store.
 #[derive(Clone, Debug)]
@@ -40,6 +46,7 @@ impl Default for ModelKv {
                 revision: 1,
                 keys: BTreeMap::new(),
                 history: Vec::new(),
+                leases: BTreeMap::new(),
             })),
             revisions,
         }
@@ -285,6 +292,105 @@ impl KvBackend for ModelKv {
 
     async fn has_leader(&self) -> Result<bool, NodeError> {
         Ok(true)
+    }
+
+    async fn lease_grant(
+        &self,
+        ttl: i64,
+        id: LeaseId,
+    ) -> Result<(ResponseHeader, LeaseGrantResponse), NodeError> {
+        let mut state = self.state.lock().expect("model lock");
+        let id = if id == 0 {
+            state
+                .leases
+                .keys()
+                .next_back()
+                .map_or(FIRST_LEASE_ID, |last| last + 1)
+        } else {
+            id
+        };
+        if state.leases.insert(id, ttl).is_some() {
+            return Err(NodeError::Kv(KvError::LeaseExists));
+        }
+        Ok((state.header(), LeaseGrantResponse { id, ttl }))
+    }
+
+    async fn lease_revoke(&self, id: LeaseId) -> Result<ResponseHeader, NodeError> {
+        let header = {
+            let mut state = self.state.lock().expect("model lock");
+            if state.leases.remove(&id).is_none() {
+                return Err(NodeError::Kv(KvError::LeaseNotFound));
+            }
+            let doomed: Vec<Vec<u8>> = state
+                .keys
+                .values()
+                .filter(|kv| kv.lease == id)
+                .map(|kv| kv.key.clone())
+                .collect();
+            if !doomed.is_empty() {
+                let revision = state.revision + 1;
+                for key in doomed {
+                    state.delete(
+                        revision,
+                        &DeleteRangeRequest {
+                            key,
+                            ..Default::default()
+                        },
+                    );
+                }
+                state.revision = revision;
+            }
+            state.header()
+        };
+        self.publish(header.revision);
+        Ok(header)
+    }
+
+    async fn lease_keep_alive(&self, id: LeaseId) -> Result<(ResponseHeader, i64), NodeError> {
+        let state = self.state.lock().expect("model lock");
+        let ttl = state
+            .leases
+            .get(&id)
+            .copied()
+            .ok_or(NodeError::Kv(KvError::LeaseNotFound))?;
+        Ok((state.header(), ttl))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        id: LeaseId,
+        keys: bool,
+    ) -> Result<(ResponseHeader, LeaseTimeToLiveResponse), NodeError> {
+        let state = self.state.lock().expect("model lock");
+        let ttl = state
+            .leases
+            .get(&id)
+            .copied()
+            .ok_or(NodeError::Kv(KvError::LeaseNotFound))?;
+        let keys = if keys {
+            state
+                .keys
+                .values()
+                .filter(|kv| kv.lease == id)
+                .map(|kv| kv.key.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok((
+            state.header(),
+            LeaseTimeToLiveResponse {
+                id,
+                ttl,
+                granted_ttl: ttl,
+                keys,
+            },
+        ))
+    }
+
+    async fn lease_leases(&self) -> Result<(ResponseHeader, Vec<LeaseId>), NodeError> {
+        let state = self.state.lock().expect("model lock");
+        Ok((state.header(), state.leases.keys().copied().collect()))
     }
 
     async fn watch_session(&self) -> Result<ModelWatch, NodeError> {

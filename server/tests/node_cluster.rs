@@ -57,6 +57,22 @@ async fn three_nodes_replicate_and_forward_follower_writes() {
     let follower = (leader + 1) % 3;
     cluster.put(leader, "from-leader", "x").await;
     cluster.put(follower, "from-follower", "y").await;
+    // Every member reaches the same state at the same applied index.
+    let (index, hash) = cluster.handle(leader).applied_hash().await.unwrap();
+    for i in 0..3 {
+        wait_for("the same state at the same index", || async {
+            let (other_index, other_hash) = cluster.handle(i).applied_hash().await.ok()?;
+            if other_index == index {
+                assert_eq!(other_hash, hash, "member {i} diverged at index {index}");
+                return Some(());
+            }
+            // Publishing members may have moved the leader on; compare there.
+            (other_index > index).then_some(())
+        })
+        .await;
+        let status = cluster.handle(i).raft_status().await.unwrap();
+        assert_eq!(status.leader, Some(cluster.nodes[leader].config.member_id));
+    }
     for i in 0..3 {
         // Linearizable reads see both writes at once, on every member.
         assert_eq!(
@@ -510,5 +526,74 @@ async fn a_member_added_at_runtime_joins_and_catches_up_from_the_log() {
     cluster
         .wait_for_value(leader, "after-join", "x", false)
         .await;
+    cluster.shutdown_all().await;
+}
+
+#[tokio::test]
+async fn a_removed_member_stops_and_the_rest_carry_on() {
+    let mut cluster = TestCluster::start(3, |_| {}).await;
+    let leader = cluster.wait_for_leader().await;
+    let removed = (leader + 1) % 3;
+    let removed_id = cluster.nodes[removed].config.member_id.0;
+    let (_, members) = cluster
+        .handle(leader)
+        .member_remove(removed_id)
+        .await
+        .unwrap();
+    assert_eq!(members.len(), 2);
+    assert!(members.iter().all(|member| member.id != removed_id));
+    let (_, task) = cluster.nodes[removed].running.take().unwrap();
+    tokio::time::timeout(TEST_TIMEOUT, task.wait())
+        .await
+        .expect("the removed member stops")
+        .expect("a removal is a clean stop");
+    let leader = cluster.wait_for_leader().await;
+    cluster.put(leader, "two-left", "ok").await;
+    for i in cluster.running() {
+        cluster.wait_for_value(i, "two-left", "ok", false).await;
+    }
+    cluster.shutdown_all().await;
+}
+
+#[tokio::test]
+async fn a_lease_survives_a_leader_change() {
+    let mut cluster = TestCluster::start(3, |_| {}).await;
+    let leader = cluster.wait_for_leader().await;
+    let (_, grant) = cluster.handle(leader).lease_grant(60, 0).await.unwrap();
+    let put = PutRequest {
+        key: b"owned".to_vec(),
+        value: b"v".to_vec(),
+        lease: grant.id,
+        ..PutRequest::default()
+    };
+    cluster.handle(leader).put(put).await.unwrap();
+    cluster.kill(leader).await;
+    let new_leader = cluster.wait_for_leader().await;
+    let follower = cluster
+        .running()
+        .into_iter()
+        .find(|&i| i != new_leader)
+        .unwrap();
+    // The new leader tracks the lease; a follower's keep-alive reaches it.
+    let ttl = wait_for("a keep-alive through the new leader", || async {
+        cluster
+            .handle(follower)
+            .lease_keep_alive(grant.id)
+            .await
+            .ok()
+    })
+    .await;
+    assert_eq!(ttl.1, 60);
+    let (_, leases) = cluster.handle(new_leader).lease_leases().await.unwrap();
+    assert_eq!(leases, vec![grant.id]);
+    cluster
+        .handle(new_leader)
+        .lease_revoke(grant.id)
+        .await
+        .unwrap();
+    wait_for("the revoke to delete the key on a follower", || async {
+        matches!(cluster.get(follower, "owned", true).await, Ok(None)).then_some(())
+    })
+    .await;
     cluster.shutdown_all().await;
 }

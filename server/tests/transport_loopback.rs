@@ -101,6 +101,7 @@ async fn two_transports_exchange_messages_both_ways() {
                     next += 1;
                 }
                 TransportEvent::Unreachable { .. } => {}
+                other => panic!("unexpected event {other:?}"),
             }
         }
     };
@@ -243,4 +244,40 @@ async fn a_full_queue_drops_instead_of_growing() {
         );
     }
     assert_eq!(one.dropped_messages(), 16);
+}
+
+#[tokio::test]
+async fn a_removed_member_is_told_so() {
+    let (mut one, mut one_events) = Transport::bind(config(7, 1)).await.unwrap();
+    let (mut two, mut two_events) = Transport::bind(config(7, 2)).await.unwrap();
+    one.add_peer(NodeId(2), url(&two));
+    send_until_received(&one, 2, heartbeat(1, 2, 1), &mut two_events).await;
+    two.mark_removed(NodeId(1));
+    assert!(two.peers().is_empty());
+    // The open connection is closed at the next frame; the reconnect's
+    // handshake tells member 1 it was removed.
+    let wait = async {
+        loop {
+            let _ = one.send(NodeId(2), heartbeat(1, 2, 2));
+            if let Ok(Some(event)) =
+                tokio::time::timeout(Duration::from_millis(50), one_events.recv()).await
+            {
+                if event == (TransportEvent::RemovedFromCluster { peer: NodeId(2) }) {
+                    return;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(TEST_TIMEOUT, wait)
+        .await
+        .expect("the removed member never heard it was removed");
+    while let Ok(event) = two_events.try_recv() {
+        assert_eq!(
+            event,
+            TransportEvent::Received {
+                from: NodeId(1),
+                message: heartbeat(1, 2, 1)
+            }
+        );
+    }
 }

@@ -45,6 +45,9 @@ pub enum NodeError {
     /// The request must be served by the leader and this member is not it.
     #[error("etcdserver: not leader")]
     NotLeader,
+    /// Too many requests are waiting on this member.
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
     /// The cluster's state diverged.
     #[error("etcdserver: corrupt cluster")]
     Corrupt,
@@ -68,6 +71,7 @@ impl NodeError {
             | NodeError::BadLeaderTransferee
             | NodeError::NotLeader => GrpcCode::FailedPrecondition,
             NodeError::Corrupt => GrpcCode::DataLoss,
+            NodeError::TooManyRequests => GrpcCode::ResourceExhausted,
         }
     }
 }

@@ -366,6 +366,17 @@ impl NodeHandle {
             .await
     }
 
+    /// The applied index and the state machine's hash at it, read together.
+    pub async fn applied_hash(&self) -> Result<(u64, u32), NodeError> {
+        self.call(|reply| NodeRequest::AppliedHash { reply }).await
+    }
+
+    /// The Raft core's observable state (term, leader, commit, applied,
+    /// configuration; match indexes on a leader).
+    pub async fn raft_status(&self) -> Result<cairn_core::raft::Status, NodeError> {
+        self.call(|reply| NodeRequest::RaftStatus { reply }).await
+    }
+
     /// Stops the node gracefully: a leader hands leadership to its most
     /// up-to-date voter first (bounded in time). Returns once stopped; the
     /// node's task then ends.
@@ -388,7 +399,11 @@ impl WatchSession {
         self.stream
     }
 
-    /// Creates a watch; its `created` response (and later events) arrive via `next`.
+    /// Creates a watch; its `created` response (and later events) arrive via
+    /// `next`. A refused watch (empty range, duplicate ID, compacted start)
+    /// is also answered on the stream, created and canceled with the reason,
+    /// so the caller only forwards what `next` yields; the error here is
+    /// for logging.
     pub async fn create(&mut self, request: WatchCreateRequest) -> Result<(), NodeError> {
         let stream = self.stream;
         self.handle

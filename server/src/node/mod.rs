@@ -5,12 +5,19 @@
 //! waiters and feeds watchers.
 //!
 //! ```text
-//! let (store, recovery) = MemoryDisk::new().open();      // or the WAL
-//! let (handle, task) = start(config, Box::new(store), recovery).await?;
-//! handle.put(request).await?;                              // any NodeHandle method
-//! handle.shutdown().await?;                                // graceful
-//! task.wait().await?;                                      // Err on storage failure
+//! let config = NodeConfig::new(name, token, initial_cluster, StartMode::New,
+//!                              listen_peer_url, advertise_client_urls, data_dir)?;
+//! let (handle, task) = start_on_disk(config, Arc::new(OsDisk)).await?;  // the WAL
+//! handle.put(request).await?;             // any NodeHandle method; clone freely
+//! handle.shutdown().await?;               // graceful: hands leadership over first
+//! task.wait().await?;                     // Err(NodeFailure) after a storage failure
 //! ```
+//!
+//! Inside, one task owns everything and loops: wait for a tick, a peer
+//! message or a client request; drain what else is queued; then for each
+//! Ready persist (one fsync), send, apply, answer reads, advance; then route
+//! watch responses. Tests and the simulator may use [`start`] with any
+//! [`LogStore`] (e.g. [`MemoryDisk`]).
 
 pub mod config;
 pub mod driver;

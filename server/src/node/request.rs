@@ -171,6 +171,17 @@ pub enum NodeRequest {
         /// Answered once it leads, or on timeout.
         reply: Reply<ResponseHeader>,
     },
+    /// The applied index and the hash of the state machine at it, taken
+    /// together (for the simulator's "same state at the same index" check).
+    AppliedHash {
+        /// (applied index, `KvStore::hash`).
+        reply: Reply<(u64, u32)>,
+    },
+    /// The Raft core's observable state.
+    RaftStatus {
+        /// The answer.
+        reply: Reply<cairn_core::raft::Status>,
+    },
     /// Stop the node, handing leadership over first if it leads.
     Shutdown {
         /// Answered when the driver stops.

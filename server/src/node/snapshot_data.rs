@@ -3,6 +3,8 @@
 //! state machine — and [`NodeMetadata`], the small identity record kept
 //! beside the log.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
 use super::member::MemberTable;
@@ -14,6 +16,8 @@ pub struct SnapshotData {
     pub kv: Vec<u8>,
     /// The member table as of the snapshot.
     pub members: MemberTable,
+    /// Members removed so far, whose connections stay refused.
+    pub removed_members: BTreeSet<u64>,
 }
 
 impl SnapshotData {

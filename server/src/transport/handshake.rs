@@ -37,6 +37,9 @@ pub enum HandshakeReply {
         /// Why, with the values that did not match.
         reason: String,
     },
+    /// The sender was removed from the cluster and must stop (etcd answers
+    /// a removed member's messages the same way).
+    Removed,
 }
 
 impl Handshake {

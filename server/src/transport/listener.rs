@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 use super::frame::{decode, encode, read_frame, write_frame, FrameError};
 use super::handshake::{Handshake, HandshakeReply};
 use super::peer_message::PeerMessage;
-use super::TransportEvent;
+use super::{RemovedMembers, TransportEvent};
 
 /// After a failed accept (e.g. out of file descriptors), wait this long
 /// before the next, so the loop does not spin.
@@ -30,6 +30,17 @@ pub(crate) struct InboundContext {
     pub events: mpsc::Sender<TransportEvent>,
     /// Changes (or closes) when the transport is dropped.
     pub shutdown: watch::Receiver<()>,
+    /// Members whose connections are refused.
+    pub removed_members: RemovedMembers,
+}
+
+impl InboundContext {
+    fn is_removed(&self, member: NodeId) -> bool {
+        self.removed_members
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(&member)
+    }
 }
 
 /// Why an inbound connection was closed.
@@ -108,9 +119,15 @@ async fn read_inbound(
         let _ = tokio::time::timeout(context.handshake_timeout, write_frame(stream, &reply)).await;
         return Ok(());
     }
+    let peer = handshake.from;
+    if context.is_removed(peer) {
+        warn!(%remote, from = %peer, "refused a member removed from the cluster");
+        let reply = encode(&HandshakeReply::Removed)?;
+        let _ = tokio::time::timeout(context.handshake_timeout, write_frame(stream, &reply)).await;
+        return Ok(());
+    }
     let reply = encode(&HandshakeReply::Accepted)?;
     write_frame(stream, &reply).await?;
-    let peer = handshake.from;
     debug!(%remote, peer = %peer, "accepted a peer connection");
     loop {
         let payload = match read_frame(stream).await {
@@ -118,7 +135,15 @@ async fn read_inbound(
             Err(FrameError::Closed) => return Ok(()),
             Err(error) => return Err(error.into()),
         };
+        if context.is_removed(peer) {
+            // Closing makes it reconnect, and the handshake tells it why.
+            debug!(%remote, peer = %peer, "closing the connection of a removed member");
+            return Ok(());
+        }
         let message: PeerMessage = decode(&payload)?;
+        if message == PeerMessage::Ping {
+            continue;
+        }
         if let PeerMessage::Raft(raft) = &message {
             if raft.from != peer || raft.to != context.local {
                 return Err(InboundError::ForgedSender {

@@ -24,10 +24,10 @@ mod listener;
 mod peer;
 pub mod peer_message;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_core::raft::NodeId;
@@ -58,6 +58,8 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
 pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
 /// Default cap on the reconnect delay.
 pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Default idle time after which a connection carries a ping.
+pub const IDLE_PING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How a transport is set up.
 #[derive(Clone, Debug)]
@@ -82,6 +84,8 @@ pub struct TransportConfig {
     pub reconnect_backoff_min: Duration,
     /// Cap on the reconnect delay.
     pub reconnect_backoff_max: Duration,
+    /// Idle time after which a connection carries a ping.
+    pub idle_ping_interval: Duration,
 }
 
 impl TransportConfig {
@@ -98,6 +102,7 @@ impl TransportConfig {
             handshake_timeout: HANDSHAKE_TIMEOUT,
             reconnect_backoff_min: RECONNECT_BACKOFF_MIN,
             reconnect_backoff_max: RECONNECT_BACKOFF_MAX,
+            idle_ping_interval: IDLE_PING_INTERVAL,
         }
     }
 }
@@ -117,7 +122,15 @@ pub enum TransportEvent {
         /// The peer.
         peer: NodeId,
     },
+    /// `peer` says this member was removed from the cluster.
+    RemovedFromCluster {
+        /// The member that said so.
+        peer: NodeId,
+    },
 }
+
+/// Members removed from the cluster, whose connections are refused.
+pub(crate) type RemovedMembers = Arc<Mutex<BTreeSet<NodeId>>>;
 
 /// Why the transport could not start.
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +186,7 @@ pub struct Transport {
     listener_task: JoinHandle<()>,
     /// Dropped with the transport, which closes every inbound connection.
     _shutdown: watch::Sender<()>,
+    removed_members: RemovedMembers,
     dropped_messages: Arc<AtomicU64>,
 }
 
@@ -211,7 +225,9 @@ impl Transport {
             })?;
         let (events_sender, events) = mpsc::channel(config.inbound_queue_messages_max);
         let (shutdown, shutdown_receiver) = watch::channel(());
+        let removed_members = RemovedMembers::default();
         let context = InboundContext {
+            removed_members: removed_members.clone(),
             cluster_id: config.cluster_id,
             local: config.member_id,
             handshake_timeout: config.handshake_timeout,
@@ -229,6 +245,7 @@ impl Transport {
             events: events_sender,
             listener_task,
             _shutdown: shutdown,
+            removed_members,
             dropped_messages: Arc::new(AtomicU64::new(0)),
         };
         Ok((transport, events))
@@ -290,6 +307,7 @@ impl Transport {
             handshake_timeout: self.config.handshake_timeout,
             reconnect_backoff_min: self.config.reconnect_backoff_min,
             reconnect_backoff_max: self.config.reconnect_backoff_max,
+            idle_ping_interval: self.config.idle_ping_interval,
         };
         let task = tokio::task::spawn(peer::run_peer(
             link_config,
@@ -305,6 +323,19 @@ impl Transport {
         if let Some(link) = self.peers.remove(&id) {
             debug!(peer = %id, "removing peer");
             link.task.abort();
+        }
+    }
+
+    /// Forgets a member removed from the cluster and refuses its
+    /// connections from now on, telling it it was removed.
+    pub fn mark_removed(&mut self, id: NodeId) {
+        self.remove_peer(id);
+        let mut removed = self
+            .removed_members
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if removed.insert(id) {
+            info!(member = %id, "refusing the connections of a removed member");
         }
     }
 

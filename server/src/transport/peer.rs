@@ -31,6 +31,7 @@ pub(crate) struct PeerLinkConfig {
     pub handshake_timeout: Duration,
     pub reconnect_backoff_min: Duration,
     pub reconnect_backoff_max: Duration,
+    pub idle_ping_interval: Duration,
 }
 
 /// Runs until the queue's sender is dropped (the peer was removed or the
@@ -44,23 +45,35 @@ pub(crate) async fn run_peer(
     let peer = config.peer;
     let mut backoff = config.reconnect_backoff_min;
     let mut failures: u64 = 0;
+    let mut ever_connected = false;
     loop {
-        // Connect lazily: an idle link to a dead peer costs nothing.
-        let Some(first) = queue.recv().await else {
-            return;
+        // Connect lazily the first time: an idle link to a peer that never
+        // came up costs nothing. Once connected, stay connected (pinging
+        // when idle) and reconnect eagerly.
+        let first = if ever_connected {
+            None
+        } else {
+            match queue.recv().await {
+                Some(message) => Some(message),
+                None => return,
+            }
         };
         match connect(&config).await {
             Ok(mut stream) => {
                 info!(peer = %peer, after_failures = failures, "connected to peer");
                 failures = 0;
+                ever_connected = true;
                 backoff = config.reconnect_backoff_min;
-                let mut pending = Some(first);
+                let mut pending = first;
                 loop {
                     let message = match pending.take() {
                         Some(message) => message,
-                        None => match queue.recv().await {
-                            Some(message) => message,
-                            None => return,
+                        None => tokio::select! {
+                            message = queue.recv() => match message {
+                                Some(message) => message,
+                                None => return,
+                            },
+                            () = tokio::time::sleep(config.idle_ping_interval) => PeerMessage::Ping,
                         },
                     };
                     let payload = match encode(&message) {
@@ -79,9 +92,22 @@ pub(crate) async fn run_peer(
                     }
                 }
             }
-            Err(error) => {
+            Err(ConnectError::Removed) => {
+                warn!(peer = %peer, "peer says this member was removed from the cluster");
+                if first.is_some() {
+                    dropped_messages.fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = events.try_send(TransportEvent::RemovedFromCluster { peer });
+                backoff = config.reconnect_backoff_max;
+                if !drain_during(&mut queue, backoff, &dropped_messages).await {
+                    return;
+                }
+            }
+            Err(ConnectError::Failed(error)) => {
                 failures += 1;
-                dropped_messages.fetch_add(1, Ordering::Relaxed);
+                if first.is_some() {
+                    dropped_messages.fetch_add(1, Ordering::Relaxed);
+                }
                 // Warn on the first failure and then at powers of two, so a
                 // peer that is down for long does not flood the log.
                 if failures.is_power_of_two() {
@@ -92,22 +118,42 @@ pub(crate) async fn run_peer(
                 }
                 report_unreachable(&events, peer);
                 // Back off, dropping what is queued meanwhile: Raft resends.
-                let deadline = tokio::time::Instant::now() + backoff;
-                loop {
-                    tokio::select! {
-                        () = tokio::time::sleep_until(deadline) => break,
-                        message = queue.recv() => match message {
-                            Some(_) => {
-                                dropped_messages.fetch_add(1, Ordering::Relaxed);
-                            }
-                            None => return,
-                        },
-                    }
+                if !drain_during(&mut queue, backoff, &dropped_messages).await {
+                    return;
                 }
                 backoff = (backoff * 2).min(config.reconnect_backoff_max);
             }
         }
     }
+}
+
+/// Waits `duration`, dropping what is queued meanwhile. False when the
+/// queue closed (the link was removed).
+async fn drain_during(
+    queue: &mut mpsc::Receiver<PeerMessage>,
+    duration: Duration,
+    dropped_messages: &AtomicU64,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + duration;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => return true,
+            message = queue.recv() => match message {
+                Some(_) => {
+                    dropped_messages.fetch_add(1, Ordering::Relaxed);
+                }
+                None => return false,
+            },
+        }
+    }
+}
+
+/// Why no connection was made.
+enum ConnectError {
+    /// The peer refused us as a removed member.
+    Removed,
+    /// Anything else, described.
+    Failed(String),
 }
 
 fn report_unreachable(events: &mpsc::Sender<TransportEvent>, peer: NodeId) {
@@ -116,38 +162,52 @@ fn report_unreachable(events: &mpsc::Sender<TransportEvent>, peer: NodeId) {
 }
 
 /// Tries each URL in turn; returns a connection whose handshake was accepted.
-async fn connect(config: &PeerLinkConfig) -> Result<TcpStream, String> {
+async fn connect(config: &PeerLinkConfig) -> Result<TcpStream, ConnectError> {
     let mut errors = Vec::new();
     for url in &config.urls {
         match connect_one(config, url).await {
             Ok(stream) => return Ok(stream),
-            Err(error) => errors.push(format!("{url}: {error}")),
+            Err(ConnectError::Removed) => return Err(ConnectError::Removed),
+            Err(ConnectError::Failed(error)) => errors.push(format!("{url}: {error}")),
         }
     }
     if errors.is_empty() {
-        return Err("the peer has no URLs".to_string());
+        return Err(ConnectError::Failed("the peer has no URLs".to_string()));
     }
-    Err(errors.join("; "))
+    Err(ConnectError::Failed(errors.join("; ")))
 }
 
-async fn connect_one(config: &PeerLinkConfig, url: &str) -> Result<TcpStream, String> {
-    let address = socket_address(url).map_err(|error| error.to_string())?;
+async fn connect_one(config: &PeerLinkConfig, url: &str) -> Result<TcpStream, ConnectError> {
+    connect_and_handshake(config, url)
+        .await
+        .map_err(|error| match error {
+            Some(error) => ConnectError::Failed(error),
+            None => ConnectError::Removed,
+        })
+}
+
+/// Connects and handshakes; `Err(None)` when the peer says we were removed.
+async fn connect_and_handshake(
+    config: &PeerLinkConfig,
+    url: &str,
+) -> Result<TcpStream, Option<String>> {
+    let address = socket_address(url).map_err(|error| Some(error.to_string()))?;
     let mut stream =
         match tokio::time::timeout(config.connect_timeout, TcpStream::connect(address.as_str()))
             .await
         {
             Ok(Ok(stream)) => stream,
-            Ok(Err(error)) => return Err(format!("connect failed: {error}")),
+            Ok(Err(error)) => return Err(Some(format!("connect failed: {error}"))),
             Err(_) => {
-                return Err(format!(
+                return Err(Some(format!(
                     "connect timed out after {} ms",
                     config.connect_timeout.as_millis()
-                ))
+                )))
             }
         };
     stream
         .set_nodelay(true)
-        .map_err(|error| format!("set_nodelay failed: {error}"))?;
+        .map_err(|error| Some(format!("set_nodelay failed: {error}")))?;
     let handshake = Handshake::new(config.cluster_id, config.local, config.peer);
     let exchange = async {
         let payload = encode(&handshake).map_err(|error| error.to_string())?;
@@ -163,12 +223,13 @@ async fn connect_one(config: &PeerLinkConfig, url: &str) -> Result<TcpStream, St
         Ok(Ok(HandshakeReply::Accepted)) => Ok(stream),
         Ok(Ok(HandshakeReply::Refused { reason })) => {
             warn!(peer = %config.peer, %url, %reason, "peer refused our handshake");
-            Err(format!("handshake refused: {reason}"))
+            Err(Some(format!("handshake refused: {reason}")))
         }
-        Ok(Err(error)) => Err(format!("handshake failed: {error}")),
-        Err(_) => Err(format!(
+        Ok(Ok(HandshakeReply::Removed)) => Err(None),
+        Ok(Err(error)) => Err(Some(format!("handshake failed: {error}"))),
+        Err(_) => Err(Some(format!(
             "handshake timed out after {} ms",
             config.handshake_timeout.as_millis()
-        )),
+        ))),
     }
 }

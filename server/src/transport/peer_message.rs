@@ -27,6 +27,10 @@ pub enum PeerMessage {
         /// The answer.
         response: PeerResponse,
     },
+    /// Sent by the transport on an idle connection: finds broken
+    /// connections, and lets a removed member hear that it was removed.
+    /// Never delivered to the node.
+    Ping,
 }
 
 /// An application request forwarded to the leader.

@@ -11,7 +11,7 @@
 //! kept in BTreeMaps and Vecs; time comes from tokio's clock (simulated
 //! under madsim); randomness only from the configured seed.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +37,18 @@ use crate::transport::{
     TransportError, TransportEvent,
 };
 
+mod leadership;
+mod lease;
+mod membership;
+mod read;
+mod waiter;
+mod watch;
+
+use self::waiter::{
+    ConfChangeWaiter, ForwardReply, ForwardWaiter, LeaderMoveWaiter, ProposalWaiter, ReadBatch,
+    ShutdownState,
+};
+
 use super::config::{NodeConfig, StartMode};
 use super::error::NodeError;
 use super::handle::{Member, NodeHandle, ResponseHeader, StatusInfo};
@@ -50,6 +62,10 @@ use super::snapshot_data::{NodeMetadata, SnapshotData};
 
 /// Bound of the queue of client requests to the driver.
 pub const REQUEST_QUEUE_MAX: usize = 4096;
+/// At most this many client proposals and reads may wait on the driver;
+/// beyond it requests fail at once with "too many requests" (etcd's answer
+/// when its apply lags).
+pub const PENDING_REQUESTS_MAX: usize = 16_384;
 /// At most this many queued events are drained into one turn of the loop
 /// (and so into one Ready and one fsync).
 pub const EVENTS_PER_TURN_MAX: usize = 512;
@@ -207,6 +223,7 @@ pub async fn start(
             (id.0, member)
         })
         .collect();
+    let mut removed_members = BTreeSet::new();
     let mut store = KvStore::new(kv_config.clone());
     let mut applied_index = Index(0);
     if !recovery.fresh {
@@ -226,6 +243,7 @@ pub async fn start(
                     }
                 })?;
                 members = data.members;
+                removed_members = data.removed_members;
             }
             applied_index = snapshot.metadata.index;
         }
@@ -250,6 +268,9 @@ pub async fn start(
     );
     let (mut transport, transport_events) = Transport::bind(transport_config).await?;
     transport.set_peers(&peer_urls_by_member(&members, config.member_id));
+    for &id in &removed_members {
+        transport.mark_removed(NodeId(id));
+    }
     // Members added by entries not yet applied must be reachable already.
     for entry in &recovery.persisted.entries {
         if entry.index > applied_index {
@@ -311,6 +332,7 @@ pub async fn start(
         requests,
         requests_open: true,
         members,
+        removed_members,
         metrics,
         kv_config,
         clock_origin: Instant::now(),
@@ -402,69 +424,6 @@ fn add_peer_from_entry(transport: &mut Transport, entry: &Entry) {
     }
 }
 
-/// A client proposal awaiting its apply.
-#[derive(Debug)]
-struct ProposalWaiter {
-    /// Compared on apply: a request ID alone could collide with another
-    /// member's (16 bits of member prefix).
-    command: Command,
-    reply: Reply<(ResponseHeader, CommandResponse)>,
-}
-
-/// Reads sharing one ReadIndex round.
-#[derive(Debug)]
-struct ReadBatch {
-    reads: Vec<ReadRequest>,
-    deadline: Instant,
-}
-
-/// The reply channel of a request forwarded to the leader.
-#[derive(Debug)]
-enum ForwardReply {
-    KeepAlive(Reply<(ResponseHeader, i64)>),
-    TimeToLive(Reply<(ResponseHeader, cairn_core::kv::LeaseTimeToLiveResponse)>),
-}
-
-impl ForwardReply {
-    fn fail(self, error: NodeError) {
-        match self {
-            ForwardReply::KeepAlive(reply) => drop(reply.send(Err(error))),
-            ForwardReply::TimeToLive(reply) => drop(reply.send(Err(error))),
-        }
-    }
-}
-
-#[derive(Debug)]
-struct ForwardWaiter {
-    reply: ForwardReply,
-    deadline: Instant,
-}
-
-/// A membership change awaiting its apply.
-#[derive(Debug)]
-struct ConfChangeWaiter {
-    change: ConfChange,
-    member: Member,
-    reply: Reply<(ResponseHeader, Member, Vec<Member>)>,
-    deadline: Instant,
-}
-
-/// A MoveLeader awaiting the new leader.
-#[derive(Debug)]
-struct LeaderMoveWaiter {
-    target: NodeId,
-    reply: Reply<ResponseHeader>,
-    deadline: Instant,
-}
-
-/// A graceful shutdown in progress.
-#[derive(Debug)]
-struct ShutdownState {
-    replies: Vec<Reply<()>>,
-    /// Stop at this time even if leadership did not move.
-    deadline: Instant,
-}
-
 /// How a turn of the loop ended.
 enum Turn {
     Continue,
@@ -483,6 +442,8 @@ struct Driver {
     /// False once every handle is gone; the node keeps serving its peers.
     requests_open: bool,
     members: MemberTable,
+    /// IDs of members removed from the cluster; replicated like `members`.
+    removed_members: BTreeSet<u64>,
     metrics: Arc<NodeMetrics>,
     kv_config: KvConfig,
     clock_origin: Instant,
@@ -572,6 +533,8 @@ impl Driver {
                 return Ok(());
             }
             self.route_watch_responses();
+            #[cfg(debug_assertions)]
+            self.check_invariants();
             if self.should_stop() {
                 return Ok(());
             }
@@ -631,6 +594,7 @@ impl Driver {
         self.ticks += 1;
         self.raft.tick();
         self.expire_waiters();
+        self.propose_waiting_conf_changes();
         if self.is_leader() {
             self.revoke_expired_leases();
             if self.ticks.is_multiple_of(self.checkpoint_ticks) {
@@ -661,10 +625,18 @@ impl Driver {
                     request_id,
                     response,
                 } => self.on_peer_response(request_id, response),
+                // The listener filters pings; nothing to do if one gets here.
+                PeerMessage::Ping => {}
             },
             TransportEvent::Unreachable { peer } => {
                 debug!(peer = %peer, "peer unreachable");
                 self.raft.report_unreachable(peer);
+            }
+            TransportEvent::RemovedFromCluster { peer } => {
+                // Only a member of this cluster could say so (the handshake
+                // checked the cluster ID); it applied our removal.
+                warn!(peer = %peer, "this member was removed from the cluster; stopping");
+                self.removed = true;
             }
         }
     }
@@ -675,6 +647,8 @@ impl Driver {
             NodeRequest::Read { serializable, read } => {
                 if serializable {
                     self.answer_read(read);
+                } else if self.pending_requests() >= PENDING_REQUESTS_MAX {
+                    read.fail(NodeError::TooManyRequests);
                 } else {
                     self.reads_unsent.push(read);
                 }
@@ -748,10 +722,17 @@ impl Driver {
                 let data = SnapshotData {
                     kv: self.store.snapshot(),
                     members: self.members.clone(),
+                    removed_members: self.removed_members.clone(),
                 };
                 let _ = reply.send(Ok((self.header(), data.encode())));
             }
             NodeRequest::MoveLeader { target, reply } => self.move_leader(target, reply),
+            NodeRequest::AppliedHash { reply } => {
+                let _ = reply.send(Ok((self.applied_index.0, self.store.hash())));
+            }
+            NodeRequest::RaftStatus { reply } => {
+                let _ = reply.send(Ok(self.raft.status()));
+            }
             NodeRequest::Shutdown { reply } => self.begin_shutdown(reply),
         }
     }
@@ -759,6 +740,13 @@ impl Driver {
     // ----- writes -----
 
     fn propose(&mut self, mut command: Command, reply: Reply<(ResponseHeader, CommandResponse)>) {
+        if self.pending_requests() >= PENDING_REQUESTS_MAX {
+            self.metrics
+                .proposals_failed
+                .fetch_add(1, Ordering::Relaxed);
+            let _ = reply.send(Err(NodeError::TooManyRequests));
+            return;
+        }
         if let Err(error) = self.store.validate(&command) {
             debug!(%error, "proposal refused by validation");
             self.metrics
@@ -839,531 +827,6 @@ impl Driver {
             .store(pending as u64, Ordering::Relaxed);
     }
 
-    // ----- leases -----
-
-    fn lease_keep_alive_locally(&mut self, id: LeaseId) -> Result<i64, KvError> {
-        match self.store.lease_renew(id, self.now_ms()) {
-            Ok(ttl) => Ok(ttl),
-            // etcd answers a keep-alive of an unknown lease with TTL 0.
-            Err(KvError::LeaseNotFound) => Ok(0),
-            Err(error) => Err(error),
-        }
-    }
-
-    fn forward(&mut self, request: PeerRequest, reply: ForwardReply) {
-        let Some(leader) = self.leader else {
-            reply.fail(NodeError::NoLeader);
-            return;
-        };
-        let request_id = self.next_request_id();
-        let message = PeerMessage::Request {
-            request_id,
-            request,
-        };
-        if let Err(error) = self.transport.send(leader, message) {
-            debug!(%error, "cannot forward to the leader");
-            reply.fail(NodeError::NoLeader);
-            return;
-        }
-        let deadline = self.deadline();
-        self.pending_forwards
-            .insert(request_id, ForwardWaiter { reply, deadline });
-    }
-
-    fn on_peer_request(&mut self, from: NodeId, request_id: u64, request: PeerRequest) {
-        let response = match request {
-            PeerRequest::LeaseKeepAlive { id } => {
-                PeerResponse::LeaseKeepAlive(if self.is_leader() {
-                    self.lease_keep_alive_locally(id).map_err(PeerError::from)
-                } else {
-                    Err(PeerError::NotLeader)
-                })
-            }
-            PeerRequest::LeaseTimeToLive { id, keys } => {
-                PeerResponse::LeaseTimeToLive(if self.is_leader() {
-                    Ok(self.store.lease_time_to_live(id, keys, self.now_ms()))
-                } else {
-                    Err(PeerError::NotLeader)
-                })
-            }
-        };
-        let message = PeerMessage::Response {
-            request_id,
-            response,
-        };
-        if let Err(error) = self.transport.send(from, message) {
-            debug!(peer = %from, %error, "cannot answer a forwarded request");
-        }
-    }
-
-    fn on_peer_response(&mut self, request_id: u64, response: PeerResponse) {
-        let Some(waiter) = self.pending_forwards.remove(&request_id) else {
-            trace!(request_id, "late or unknown forwarded response");
-            return;
-        };
-        let header = self.header();
-        let to_node_error = |error: PeerError| match error {
-            PeerError::NotLeader => NodeError::LeaderChanged,
-            PeerError::Kv(error) => NodeError::Kv(error),
-        };
-        match (waiter.reply, response) {
-            (ForwardReply::KeepAlive(reply), PeerResponse::LeaseKeepAlive(result)) => {
-                let _ = reply.send(result.map(|ttl| (header, ttl)).map_err(to_node_error));
-            }
-            (ForwardReply::TimeToLive(reply), PeerResponse::LeaseTimeToLive(result)) => {
-                let _ = reply.send(result.map(|ttl| (header, ttl)).map_err(to_node_error));
-            }
-            (reply, response) => {
-                warn!(
-                    request_id,
-                    ?response,
-                    "forwarded response of the wrong kind"
-                );
-                reply.fail(NodeError::LeaderChanged);
-            }
-        }
-    }
-
-    fn revoke_expired_leases(&mut self) {
-        let now = Instant::now();
-        let expired = self.store.lease_expired(self.now_ms());
-        let mut proposed = 0;
-        for id in expired {
-            if proposed == LEASE_REVOKES_PER_TICK_MAX {
-                break;
-            }
-            if self
-                .lease_revokes_pending
-                .get(&id)
-                .is_some_and(|&retry| retry > now)
-            {
-                continue;
-            }
-            if self.propose_internal(Command::LeaseRevoke { id }) {
-                debug!(lease = id, "lease expired; revoking");
-                self.lease_revokes_pending.insert(id, self.deadline());
-                proposed += 1;
-            }
-        }
-    }
-
-    fn checkpoint_leases(&mut self) {
-        let checkpoints: Vec<LeaseCheckpoint> = self.store.lease_checkpoints(self.now_ms());
-        for chunk in checkpoints.chunks(LEASE_CHECKPOINTS_PER_ENTRY_MAX) {
-            let command = Command::LeaseCheckpoint {
-                checkpoints: chunk.to_vec(),
-            };
-            if !self.propose_internal(command) {
-                return;
-            }
-        }
-    }
-
-    // ----- reads -----
-
-    /// Starts one ReadIndex round for every read queued this turn.
-    fn flush_reads(&mut self) {
-        if self.reads_unsent.is_empty() {
-            return;
-        }
-        let reads = std::mem::take(&mut self.reads_unsent);
-        let batch_id = self.next_request_id();
-        match self.raft.read_index(batch_id.to_be_bytes().to_vec()) {
-            Ok(()) => {
-                let deadline = self.deadline();
-                trace!(batch_id, reads = reads.len(), "read index requested");
-                self.reads_in_flight
-                    .insert(batch_id, ReadBatch { reads, deadline });
-            }
-            Err(error) => {
-                let error = propose_error(error);
-                for read in reads {
-                    read.fail(error.clone());
-                }
-            }
-        }
-    }
-
-    fn on_read_states(&mut self, read_states: Vec<ReadState>) {
-        for read_state in read_states {
-            let Ok(bytes) = <[u8; 8]>::try_from(read_state.context.as_slice()) else {
-                warn!(context = ?read_state.context, "read state with a foreign context");
-                continue;
-            };
-            let batch_id = u64::from_be_bytes(bytes);
-            if let Some(batch) = self.reads_in_flight.remove(&batch_id) {
-                self.reads_awaiting_apply.push((read_state.index, batch));
-            }
-        }
-    }
-
-    /// Answers the reads whose read index is applied.
-    fn answer_applied_reads(&mut self) {
-        let applied = self.applied_index;
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_awaiting_apply)
-            .into_iter()
-            .partition(|(index, _)| *index <= applied);
-        self.reads_awaiting_apply = waiting;
-        for (_, batch) in ready {
-            for read in batch.reads {
-                self.answer_read(read);
-            }
-        }
-    }
-
-    fn answer_read(&mut self, read: ReadRequest) {
-        let header = self.header();
-        match read {
-            ReadRequest::Range { request, reply } => {
-                let result = self.store.range(&request).map_err(NodeError::from);
-                let _ = reply.send(result.map(|response| (header, response)));
-            }
-            ReadRequest::LeaseLeases { reply } => {
-                let _ = reply.send(Ok((header, self.store.leases())));
-            }
-            ReadRequest::MemberList { reply } => {
-                let _ = reply.send(Ok((header, self.members.values().cloned().collect())));
-            }
-        }
-    }
-
-    // ----- membership -----
-
-    fn change_members(
-        &mut self,
-        change: MemberChange,
-        reply: Reply<(ResponseHeader, Member, Vec<Member>)>,
-    ) {
-        let prepared = self.prepare_conf_change(change);
-        let (conf_change, member) = match prepared {
-            Ok(prepared) => prepared,
-            Err(error) => {
-                let _ = reply.send(Err(error));
-                return;
-            }
-        };
-        info!(change = ?conf_change_summary(&conf_change), "proposing membership change");
-        match self.raft.propose_conf_change(conf_change.clone()) {
-            Ok(()) => {
-                let deadline = self.deadline();
-                self.pending_conf_changes.push(ConfChangeWaiter {
-                    change: conf_change,
-                    member,
-                    reply,
-                    deadline,
-                });
-                self.update_pending_metric();
-            }
-            Err(ProposeError::ConfChangePending) => {
-                // etcd's raft drops a second concurrent change and the
-                // client times out; say so at once.
-                let _ = reply.send(Err(NodeError::Timeout));
-            }
-            Err(ProposeError::ConfChangeRefused { reason }) => {
-                info!(%reason, "membership change refused by raft");
-                let error = match conf_change {
-                    ConfChange::AddVoter { .. } | ConfChange::AddLearner { .. } => {
-                        NodeError::MemberIdExists
-                    }
-                    ConfChange::RemoveNode { .. } => NodeError::NotEnoughStartedMembers,
-                    ConfChange::PromoteLearner { .. } => NodeError::MemberNotLearner,
-                    ConfChange::UpdateNode { .. } => NodeError::MemberNotFound,
-                };
-                let _ = reply.send(Err(error));
-            }
-            Err(error) => {
-                let _ = reply.send(Err(propose_error(error)));
-            }
-        }
-    }
-
-    /// Checks a membership change against the table and builds its entry.
-    fn prepare_conf_change(
-        &mut self,
-        change: MemberChange,
-    ) -> Result<(ConfChange, Member), NodeError> {
-        match change {
-            MemberChange::Add {
-                peer_urls,
-                is_learner,
-            } => {
-                if member_using_peer_url(&self.members, &peer_urls, None).is_some() {
-                    return Err(NodeError::PeerUrlExists);
-                }
-                let id = member_id_for(&peer_urls, &self.config.cluster_token);
-                if self.members.contains_key(&id.0) {
-                    return Err(NodeError::MemberIdExists);
-                }
-                let member = Member {
-                    id: id.0,
-                    name: String::new(),
-                    peer_urls,
-                    client_urls: Vec::new(),
-                    is_learner,
-                };
-                let context = encode_member(&member);
-                // The leader will start sending to it before the entry applies.
-                self.transport.add_peer(id, member.peer_urls.clone());
-                let change = if is_learner {
-                    ConfChange::AddLearner { id, context }
-                } else {
-                    ConfChange::AddVoter { id, context }
-                };
-                Ok((change, member))
-            }
-            MemberChange::Remove { id } => {
-                let member = self
-                    .members
-                    .get(&id)
-                    .ok_or(NodeError::MemberNotFound)?
-                    .clone();
-                Ok((ConfChange::RemoveNode { id: NodeId(id) }, member))
-            }
-            MemberChange::Update { id, peer_urls } => {
-                let mut member = self
-                    .members
-                    .get(&id)
-                    .ok_or(NodeError::MemberNotFound)?
-                    .clone();
-                if member_using_peer_url(&self.members, &peer_urls, Some(id)).is_some() {
-                    return Err(NodeError::PeerUrlExists);
-                }
-                member.peer_urls = peer_urls;
-                let context = encode_member(&member);
-                Ok((
-                    ConfChange::UpdateNode {
-                        id: NodeId(id),
-                        context,
-                    },
-                    member,
-                ))
-            }
-            MemberChange::Promote { id } => {
-                let member = self
-                    .members
-                    .get(&id)
-                    .ok_or(NodeError::MemberNotFound)?
-                    .clone();
-                if !member.is_learner {
-                    return Err(NodeError::MemberNotLearner);
-                }
-                if self.is_leader() && !self.learner_is_ready(NodeId(id)) {
-                    return Err(NodeError::LearnerNotReady);
-                }
-                Ok((ConfChange::PromoteLearner { id: NodeId(id) }, member))
-            }
-        }
-    }
-
-    /// etcd's rule: a learner may be promoted once its match index is at
-    /// least 90% of the leader's.
-    fn learner_is_ready(&self, id: NodeId) -> bool {
-        let status = self.raft.status();
-        let leader_match = status
-            .match_index
-            .get(&self.config.member_id)
-            .copied()
-            .unwrap_or(status.last_index);
-        let learner_match = status.match_index.get(&id).copied().unwrap_or(Index(0));
-        learner_match.0 * 10 >= leader_match.0 * 9
-    }
-
-    /// Publishes this member's name and client URLs into the replicated
-    /// member table (etcd's "publish"), retrying until they are there.
-    fn publish_member_attributes(&mut self) {
-        if self.leader.is_none() || self.ticks < self.next_publish_tick || self.removed {
-            return;
-        }
-        let id = self.config.member_id;
-        let Some(current) = self.members.get(&id.0) else {
-            return;
-        };
-        if current.name == self.config.name
-            && current.client_urls == self.config.advertise_client_urls
-        {
-            return;
-        }
-        let member = Member {
-            name: self.config.name.clone(),
-            client_urls: self.config.advertise_client_urls.clone(),
-            ..current.clone()
-        };
-        let change = ConfChange::UpdateNode {
-            id,
-            context: encode_member(&member),
-        };
-        let result = self.raft.propose_conf_change(change);
-        debug!(?result, "publishing member attributes");
-        // Retry after about an election timeout, jittered so members that
-        // start together do not collide on the one-change-at-a-time rule.
-        let jitter = self.rng.gen_range(0..=self.config.election_timeout_ticks);
-        self.next_publish_tick = self.ticks + self.config.election_timeout_ticks + jitter;
-    }
-
-    fn apply_conf_change(&mut self, index: Index, change: ConfChange) {
-        info!(index = index.0, change = ?conf_change_summary(&change), "membership change applied");
-        match &change {
-            ConfChange::AddVoter { id, context } | ConfChange::AddLearner { id, context } => {
-                let mut member = decode_member(*id, context);
-                member.is_learner = matches!(change, ConfChange::AddLearner { .. });
-                self.transport.add_peer(*id, member.peer_urls.clone());
-                self.members.insert(id.0, member);
-            }
-            ConfChange::PromoteLearner { id } => {
-                if let Some(member) = self.members.get_mut(&id.0) {
-                    member.is_learner = false;
-                }
-            }
-            ConfChange::RemoveNode { id } => {
-                self.members.remove(&id.0);
-                self.transport.remove_peer(*id);
-                if *id == self.config.member_id {
-                    warn!("this member was removed from the cluster; stopping");
-                    self.removed = true;
-                }
-            }
-            ConfChange::UpdateNode { id, context } => {
-                let mut member = decode_member(*id, context);
-                if let Some(current) = self.members.get(&id.0) {
-                    member.is_learner = current.is_learner;
-                }
-                self.transport.add_peer(*id, member.peer_urls.clone());
-                self.members.insert(id.0, member);
-            }
-        }
-        let is_learner = self
-            .members
-            .get(&self.config.member_id.0)
-            .is_some_and(|member| member.is_learner);
-        self.metrics.is_learner.store(is_learner, Ordering::Relaxed);
-        if let Some(position) = self
-            .pending_conf_changes
-            .iter()
-            .position(|w| w.change == change)
-        {
-            let waiter = self.pending_conf_changes.remove(position);
-            let member = match &change {
-                ConfChange::RemoveNode { .. } => waiter.member,
-                _ => self
-                    .members
-                    .get(&waiter.member.id)
-                    .cloned()
-                    .unwrap_or(waiter.member),
-            };
-            let members = self.members.values().cloned().collect();
-            let _ = waiter.reply.send(Ok((self.header(), member, members)));
-            self.update_pending_metric();
-        }
-    }
-
-    // ----- leadership -----
-
-    fn move_leader(&mut self, target: NodeId, reply: Reply<ResponseHeader>) {
-        if !self.is_leader() {
-            let _ = reply.send(Err(NodeError::NotLeader));
-            return;
-        }
-        if target == self.config.member_id {
-            let _ = reply.send(Ok(self.header()));
-            return;
-        }
-        if !self.raft.status().conf_state.voters.contains(&target) {
-            let _ = reply.send(Err(NodeError::BadLeaderTransferee));
-            return;
-        }
-        info!(target = %target, "moving leadership");
-        self.raft.transfer_leader(target);
-        let deadline = self.deadline();
-        self.pending_leader_moves.push(LeaderMoveWaiter {
-            target,
-            reply,
-            deadline,
-        });
-    }
-
-    fn begin_shutdown(&mut self, reply: Reply<()>) {
-        if let Some(shutdown) = &mut self.shutdown {
-            shutdown.replies.push(reply);
-            return;
-        }
-        let timeout = SHUTDOWN_TRANSFER_TIMEOUT.min(self.config.request_timeout);
-        let mut shutdown = ShutdownState {
-            replies: vec![reply],
-            deadline: Instant::now() + timeout,
-        };
-        if self.is_leader() {
-            let status = self.raft.status();
-            // The most up-to-date other voter; ties go to the lowest ID.
-            let target = status
-                .conf_state
-                .voters
-                .iter()
-                .filter(|&&id| id != self.config.member_id)
-                .map(|&id| (status.match_index.get(&id).copied().unwrap_or(Index(0)), id))
-                .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-            if let Some((match_index, target)) = target {
-                info!(target = %target, match_index = match_index.0,
-                    "shutting down: transferring leadership");
-                self.raft.transfer_leader(target);
-            } else {
-                shutdown.deadline = Instant::now();
-            }
-        } else {
-            shutdown.deadline = Instant::now();
-        }
-        self.shutdown = Some(shutdown);
-    }
-
-    fn should_stop(&self) -> bool {
-        if self.removed {
-            return true;
-        }
-        match &self.shutdown {
-            Some(shutdown) => !self.is_leader() || Instant::now() >= shutdown.deadline,
-            None => false,
-        }
-    }
-
-    fn on_soft_state(&mut self, leader: Option<NodeId>, role: Role) {
-        let was_leader = self.is_leader();
-        if leader != self.leader {
-            if leader.is_some() {
-                self.metrics.leader_changes.fetch_add(1, Ordering::Relaxed);
-            }
-            info!(leader = ?leader.map(|id| id.to_string()), term = self.term.0, "leader changed");
-            // A ReadIndex round may never complete under a new leader.
-            for (_, batch) in std::mem::take(&mut self.reads_in_flight) {
-                for read in batch.reads {
-                    read.fail(NodeError::LeaderChanged);
-                }
-            }
-            let header = self.header();
-            let (moved, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_leader_moves)
-                .into_iter()
-                .partition(|waiter| Some(waiter.target) == leader);
-            self.pending_leader_moves = waiting;
-            for waiter in moved {
-                let _ = waiter.reply.send(Ok(header));
-            }
-        }
-        if role != self.role {
-            info!(role = ?role, term = self.term.0, "role changed");
-        }
-        self.leader = leader;
-        self.role = role;
-        let is_leader = self.is_leader();
-        if is_leader && !was_leader {
-            self.store.lease_promote(self.now_ms());
-        } else if was_leader && !is_leader {
-            self.store.lease_demote();
-            self.lease_revokes_pending.clear();
-        }
-        self.metrics
-            .has_leader
-            .store(leader.is_some(), Ordering::Relaxed);
-        self.metrics.is_leader.store(is_leader, Ordering::Relaxed);
-    }
-
     // ----- the Ready -----
 
     fn process_readies(&mut self) -> Result<Turn, NodeFailure> {
@@ -1432,7 +895,7 @@ impl Driver {
         ready.committed_entries = committed_entries;
         self.metrics
             .proposals_committed
-            .store(self.raft_commit_hint(&ready), Ordering::Relaxed);
+            .store(self.raft.commit_index().0, Ordering::Relaxed);
         self.metrics
             .proposals_applied
             .store(self.applied_index.0, Ordering::Relaxed);
@@ -1446,18 +909,6 @@ impl Driver {
 
         self.raft.advance(ready);
         Ok(())
-    }
-
-    /// The commit index as the latest hard state says, else what is applied.
-    fn raft_commit_hint(&self, ready: &Ready) -> u64 {
-        match &ready.hard_state {
-            Some(hard_state) => hard_state.commit.0,
-            None => self
-                .metrics
-                .proposals_committed
-                .load(Ordering::Relaxed)
-                .max(self.applied_index.0),
-        }
     }
 
     fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), NodeFailure> {
@@ -1493,6 +944,10 @@ impl Driver {
         self.members = data.members;
         self.transport
             .set_peers(&peer_urls_by_member(&self.members, self.config.member_id));
+        for &id in &data.removed_members {
+            self.transport.mark_removed(NodeId(id));
+        }
+        self.removed_members = data.removed_members;
         self.applied_index = index;
         self.snapshot_index = index;
         self.metrics.snapshots.fetch_add(1, Ordering::Relaxed);
@@ -1584,6 +1039,7 @@ impl Driver {
         let data = SnapshotData {
             kv: self.store.snapshot(),
             members: self.members.clone(),
+            removed_members: self.removed_members.clone(),
         }
         .encode();
         self.raft.compact(applied, data);
@@ -1615,158 +1071,62 @@ impl Driver {
         Ok(())
     }
 
-    // ----- watches -----
-
-    /// Moves responses from the hub into each stream's channel, no more
-    /// than the channel has room for: a slow client's watches stay queued
-    /// (or fall back to catch-up) inside the hub instead of growing here.
-    fn route_watch_responses(&mut self) {
-        self.metrics
-            .watch_streams
-            .store(self.watch_streams.len() as u64, Ordering::Relaxed);
-        self.metrics
-            .watchers
-            .store(self.watch_hub.watch_count() as u64, Ordering::Relaxed);
-        if self.watch_streams.is_empty() {
-            return;
-        }
-        let mut budget = WATCH_RESPONSES_PER_TURN_MAX;
-        let mut delivered = false;
-        let streams: Vec<StreamId> = self.watch_streams.keys().copied().collect();
-        for stream in streams {
-            let Some(sender) = self.watch_streams.get(&stream) else {
-                continue;
-            };
-            if sender.is_closed() {
-                debug!(stream, "watch stream closed");
-                self.watch_streams.remove(&stream);
-                self.watch_hub.close_stream(stream);
-                continue;
-            }
-            let room = sender.capacity().min(budget);
-            if room == 0 {
-                continue;
-            }
-            let responses = self.watch_hub.poll_stream(&self.store, stream, room);
-            budget -= responses.len();
-            for response in responses {
-                delivered = true;
-                // Only this task sends on the channel, and it had room.
-                if sender.try_send(response).is_err() {
-                    debug!(stream, "watch stream closed while sending");
-                    break;
-                }
-            }
-        }
-        if budget == 0 || (delivered && self.watch_hub.has_unsynced()) {
-            self.more_work = true;
-        }
+    /// Client requests waiting on the driver.
+    fn pending_requests(&self) -> usize {
+        let reads_in_flight: usize = self.reads_in_flight.values().map(|b| b.reads.len()).sum();
+        let reads_awaiting: usize = self
+            .reads_awaiting_apply
+            .iter()
+            .map(|(_, b)| b.reads.len())
+            .sum();
+        self.pending_proposals.len()
+            + self.reads_unsent.len()
+            + reads_in_flight
+            + reads_awaiting
+            + self.pending_forwards.len()
+            + self.pending_conf_changes.len()
     }
 
-    // ----- timeouts -----
-
-    fn expire_waiters(&mut self) {
-        let now = Instant::now();
-        while let Some(&(deadline, request_id)) = self.proposal_deadlines.front() {
-            if deadline > now {
-                break;
-            }
-            self.proposal_deadlines.pop_front();
-            if let Some(waiter) = self.pending_proposals.remove(&request_id) {
-                debug!(request_id, "proposal timed out");
-                self.metrics
-                    .proposals_failed
-                    .fetch_add(1, Ordering::Relaxed);
-                let _ = waiter.reply.send(Err(NodeError::Timeout));
-            }
+    /// O(n) consistency checks, run after every turn in debug builds.
+    fn check_invariants(&self) {
+        let commit = self.raft.commit_index();
+        assert!(
+            self.applied_index <= commit,
+            "applied {} > commit {commit}",
+            self.applied_index
+        );
+        assert!(
+            self.snapshot_index <= self.applied_index,
+            "snapshot {} > applied {}",
+            self.snapshot_index,
+            self.applied_index
+        );
+        assert!(
+            self.proposal_deadlines.len() >= self.pending_proposals.len(),
+            "{} proposals pending, {} deadlines",
+            self.pending_proposals.len(),
+            self.proposal_deadlines.len()
+        );
+        let with_deadline: BTreeSet<u64> =
+            self.proposal_deadlines.iter().map(|(_, id)| *id).collect();
+        for request_id in self.pending_proposals.keys() {
+            assert!(
+                with_deadline.contains(request_id),
+                "pending proposal {request_id} has no deadline"
+            );
         }
-        let expired: Vec<u64> = self
-            .reads_in_flight
-            .iter()
-            .filter(|(_, batch)| batch.deadline <= now)
-            .map(|(&id, _)| id)
-            .collect();
-        for id in expired {
-            if let Some(batch) = self.reads_in_flight.remove(&id) {
-                for read in batch.reads {
-                    read.fail(NodeError::Timeout);
-                }
-            }
+        for (index, _) in &self.reads_awaiting_apply {
+            assert!(
+                *index > self.applied_index,
+                "read at {index} left waiting with applied {}",
+                self.applied_index
+            );
         }
-        let (expired, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_awaiting_apply)
-            .into_iter()
-            .partition(|(_, batch)| batch.deadline <= now);
-        self.reads_awaiting_apply = waiting;
-        for (_, batch) in expired {
-            for read in batch.reads {
-                read.fail(NodeError::Timeout);
-            }
-        }
-        let expired: Vec<u64> = self
-            .pending_forwards
-            .iter()
-            .filter(|(_, waiter)| waiter.deadline <= now)
-            .map(|(&id, _)| id)
-            .collect();
-        for id in expired {
-            if let Some(waiter) = self.pending_forwards.remove(&id) {
-                waiter.reply.fail(NodeError::Timeout);
-            }
-        }
-        let (expired, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_conf_changes)
-            .into_iter()
-            .partition(|waiter| waiter.deadline <= now);
-        self.pending_conf_changes = waiting;
-        for waiter in expired {
-            let _ = waiter.reply.send(Err(NodeError::Timeout));
-        }
-        let (expired, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_leader_moves)
-            .into_iter()
-            .partition(|waiter| waiter.deadline <= now);
-        self.pending_leader_moves = waiting;
-        for waiter in expired {
-            let _ = waiter.reply.send(Err(NodeError::Timeout));
-        }
-        self.update_pending_metric();
-    }
-
-    /// Fails every waiter (the node is stopping).
-    fn fail_all(&mut self, error: NodeError) {
-        for (_, waiter) in std::mem::take(&mut self.pending_proposals) {
-            let _ = waiter.reply.send(Err(error.clone()));
-        }
-        self.proposal_deadlines.clear();
-        for read in std::mem::take(&mut self.reads_unsent) {
-            read.fail(error.clone());
-        }
-        for (_, batch) in std::mem::take(&mut self.reads_in_flight) {
-            for read in batch.reads {
-                read.fail(error.clone());
-            }
-        }
-        for (_, batch) in std::mem::take(&mut self.reads_awaiting_apply) {
-            for read in batch.reads {
-                read.fail(error.clone());
-            }
-        }
-        for (_, waiter) in std::mem::take(&mut self.pending_forwards) {
-            waiter.reply.fail(error.clone());
-        }
-        for waiter in std::mem::take(&mut self.pending_conf_changes) {
-            let _ = waiter.reply.send(Err(error.clone()));
-        }
-        for waiter in std::mem::take(&mut self.pending_leader_moves) {
-            let _ = waiter.reply.send(Err(error.clone()));
-        }
-        // Closing the streams ends every session's `next()`.
-        self.watch_streams.clear();
-        self.requests.close();
-        while let Ok(request) = self.requests.try_recv() {
-            fail_request(request, error.clone());
-        }
-        self.update_pending_metric();
-        self.metrics.has_leader.store(false, Ordering::Relaxed);
-        self.metrics.is_leader.store(false, Ordering::Relaxed);
+        let pending = self.pending_requests();
+        assert!(
+            pending <= PENDING_REQUESTS_MAX,
+            "{pending} pending requests above {PENDING_REQUESTS_MAX}"
+        );
     }
 
     fn status(&self) -> StatusInfo {
@@ -1804,6 +1164,8 @@ fn fail_request(request: NodeRequest, error: NodeError) {
         NodeRequest::Snapshot { reply } => drop(reply.send(Err(error))),
         NodeRequest::MoveLeader { reply, .. } => drop(reply.send(Err(error))),
         // A stopping node has stopped: that is what was asked.
+        NodeRequest::AppliedHash { reply } => drop(reply.send(Err(error))),
+        NodeRequest::RaftStatus { reply } => drop(reply.send(Err(error))),
         NodeRequest::Shutdown { reply } => drop(reply.send(Ok(()))),
     }
 }
@@ -1826,41 +1188,5 @@ fn encode_envelope(envelope: &Envelope) -> Vec<u8> {
     match bincode::serialize(envelope) {
         Ok(bytes) => bytes,
         Err(error) => panic!("envelope {} does not encode: {error}", envelope.request_id),
-    }
-}
-
-fn encode_member(member: &Member) -> Vec<u8> {
-    match bincode::serialize(member) {
-        Ok(bytes) => bytes,
-        Err(error) => panic!("member {:x} does not encode: {error}", member.id),
-    }
-}
-
-/// The member a ConfChange context describes; a context that does not
-/// decode (e.g. written by a tool) still yields a member with that ID.
-fn decode_member(id: NodeId, context: &[u8]) -> Member {
-    match bincode::deserialize::<Member>(context) {
-        Ok(mut member) => {
-            member.id = id.0;
-            member
-        }
-        Err(error) => {
-            warn!(member = %id, %error, "membership change context does not decode");
-            Member {
-                id: id.0,
-                ..Member::default()
-            }
-        }
-    }
-}
-
-/// A short form of a change for logs (contexts can be long).
-fn conf_change_summary(change: &ConfChange) -> (&'static str, String) {
-    match change {
-        ConfChange::AddVoter { id, .. } => ("add-voter", id.to_string()),
-        ConfChange::AddLearner { id, .. } => ("add-learner", id.to_string()),
-        ConfChange::PromoteLearner { id } => ("promote", id.to_string()),
-        ConfChange::RemoveNode { id } => ("remove", id.to_string()),
-        ConfChange::UpdateNode { id, .. } => ("update", id.to_string()),
     }
 }

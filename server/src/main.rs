@@ -48,9 +48,10 @@ mod run {
     use std::sync::Arc;
 
     use anyhow::Context;
-    use cairn_server::api::{serve, Metrics};
-    use cairn_server::config::{LoadedConfig, NodeConfig};
-    use cairn_server::node::NodeHandle;
+    use cairn_server::api::serve;
+    use cairn_server::config::{ClusterState, LoadedConfig, NodeConfig};
+    use cairn_server::node::{start_on_disk, InitialMember, NodeHandle, NodeTask, StartMode};
+    use cairn_server::storage::{Disk, OsDisk};
     use tracing::{info, warn};
 
     /// Runs the member until a shutdown signal.
@@ -76,24 +77,74 @@ mod run {
             .build()
             .context("cannot start the async runtime")?;
         runtime.block_on(async move {
-            let metrics = Arc::new(Metrics::default());
-            let node = start_node(&config.node, metrics.clone()).await?;
+            let (node, task) = start_node(&config.node).await?;
+            let metrics = node.metrics().clone();
             info!(name = %config.node.name, "member started");
-            serve(&config.api, node, metrics, shutdown_signal()).await?;
-            info!("client API stopped");
+            let serving = serve(&config.api, node.clone(), metrics, shutdown_signal());
+            let ended = task.wait();
+            tokio::pin!(serving);
+            tokio::pin!(ended);
+            tokio::select! {
+                served = &mut serving => {
+                    served?;
+                    info!("client API stopped; shutting the member down");
+                    if let Err(error) = node.shutdown().await {
+                        warn!(%error, "graceful shutdown did not complete");
+                    }
+                    (&mut ended).await.context("member stopped with an error")?;
+                }
+                result = &mut ended => {
+                    result.context("member stopped")?;
+                    anyhow::bail!("member stopped unexpectedly");
+                }
+            }
             Ok(())
         })
     }
 
-    /// The integration point with the node driver: starts the node described
-    /// by `config`, which updates `metrics`, and returns its handle.
-    ///
-    /// NB: the node driver (`cairn_server::node::start`) lands with its own
-    /// change; until it is wired in here the binary refuses to start with
-    /// this error rather than serving a node that does not exist.
-    async fn start_node(config: &NodeConfig, metrics: Arc<Metrics>) -> anyhow::Result<NodeHandle> {
-        let _ = (config, metrics);
-        anyhow::bail!("cannot start member: the node driver is not wired into this build yet")
+    /// Starts the member described by `config` on the real disk and returns
+    /// its handle and the driver task (which ends with the node).
+    async fn start_node(config: &NodeConfig) -> anyhow::Result<(NodeHandle, NodeTask)> {
+        let initial_cluster = config
+            .initial_cluster
+            .iter()
+            .map(|(name, peer_urls)| InitialMember {
+                name: name.clone(),
+                peer_urls: peer_urls.clone(),
+            })
+            .collect();
+        let start_mode = match config.initial_cluster_state {
+            ClusterState::New => StartMode::New,
+            ClusterState::Existing => StartMode::Existing,
+        };
+        let listen_peer_url = match config.listen_peer_addresses.first() {
+            Some(address) => format!("http://{address}"),
+            None => anyhow::bail!("no --listen-peer-urls address"),
+        };
+        let mut node_config = cairn_server::node::NodeConfig::new(
+            config.name.clone(),
+            config.initial_cluster_token.clone(),
+            initial_cluster,
+            start_mode,
+            listen_peer_url,
+            config.advertise_client_urls.clone(),
+            config.data_dir.clone(),
+        )?;
+        node_config.tick_interval = config.heartbeat_interval;
+        let tick_ms = config.heartbeat_interval.as_millis().max(1);
+        node_config.election_timeout_ticks =
+            u64::try_from(config.election_timeout.as_millis().div_ceil(tick_ms))?.max(2);
+        node_config.snapshot_count = config.snapshot_count;
+        node_config.request_bytes_max = config.request_bytes_max;
+        node_config.txn_ops_max = config.txn_ops_max;
+        // Outside the simulator the seed only has to differ between members
+        // and runs (election timeouts, lease IDs).
+        node_config.seed = rand::random();
+        let disk: Arc<dyn Disk> = Arc::new(OsDisk);
+        let (node, task) = start_on_disk(node_config, disk)
+            .await
+            .with_context(|| format!("cannot start member {:?}", config.name))?;
+        Ok((node, task))
     }
 
     /// Completes on SIGINT or SIGTERM.

@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::Router;
 use cairn_core::kv::RangeRequest;
 
-use super::metrics::Metrics;
+use super::metrics::{self, Metrics};
 use crate::node::NodeHandle;
 
 /// The path of the health endpoint.
@@ -80,7 +80,7 @@ pub fn http_router(probe: HealthProbe, metrics: Arc<Metrics>) -> Router {
                 async move {
                     (
                         [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
-                        metrics.render(),
+                        metrics::render(&metrics),
                     )
                 }
             }),

@@ -299,7 +299,9 @@ mod tests {
             Box::pin(async move { healthy })
         });
         let metrics = Arc::new(Metrics::default());
-        metrics.has_leader.set(1);
+        metrics
+            .has_leader
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let router = Routes::new(HealthServer::new(HealthService))
             .into_axum_router()
             .merge(http_router(probe, metrics));

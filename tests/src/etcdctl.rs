@@ -87,6 +87,12 @@ impl Etcdctl {
         run_with_timeout(self.command(arguments), stdin, ETCDCTL_TIMEOUT)
     }
 
+    /// Runs a long etcdctl command (such as `check perf`) under its own
+    /// hard `timeout` instead of [`ETCDCTL_TIMEOUT`].
+    pub fn run_for_at_most(&self, arguments: &[&str], timeout: Duration) -> CommandOutput {
+        run_with_timeout(self.command(arguments), b"", timeout)
+    }
+
     /// Starts a long-running etcdctl (watch, lock, elect).
     pub fn spawn(&self, arguments: &[&str]) -> BackgroundCommand {
         BackgroundCommand::spawn(self.command(arguments))

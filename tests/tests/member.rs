@@ -7,9 +7,12 @@ use std::collections::BTreeSet;
 
 use cairn_tests::Cluster;
 
+/// A member as `member list` describes it: (name, peer URLs, client URLs).
+type MemberUrls = (String, Vec<String>, Vec<String>);
+
 /// (name, peer URLs, client URLs) of every member, as the cluster should
 /// report them.
-fn expected_members(cluster: &Cluster) -> BTreeSet<(String, Vec<String>, Vec<String>)> {
+fn expected_members(cluster: &Cluster) -> BTreeSet<MemberUrls> {
     (0..cluster.size())
         .map(|index| {
             (
@@ -23,10 +26,7 @@ fn expected_members(cluster: &Cluster) -> BTreeSet<(String, Vec<String>, Vec<Str
 
 /// Reads `member list -w json` from one member: the ids and the
 /// (name, peer URLs, client URLs) triples.
-fn listed_members(
-    cluster: &Cluster,
-    index: usize,
-) -> (Vec<u64>, BTreeSet<(String, Vec<String>, Vec<String>)>) {
+fn listed_members(cluster: &Cluster, index: usize) -> (Vec<u64>, BTreeSet<MemberUrls>) {
     let output = cluster
         .etcdctl_for(index)
         .run(&["member", "list", "-w", "json"])

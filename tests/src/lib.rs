@@ -21,7 +21,7 @@
 //! ```no_run
 //! use cairn_tests::Cluster;
 //!
-//! let cluster = Cluster::start(3); // spawns, waits until every member is healthy
+//! let mut cluster = Cluster::start(3); // spawns, waits until every member is healthy
 //! let etcdctl = cluster.etcdctl(); // talks to all members
 //! etcdctl.run(&["put", "greeting", "hello"]).expect_success();
 //! let reply = cluster.etcdctl_for(2).get(&["greeting"]);

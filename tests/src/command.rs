@@ -16,6 +16,13 @@ use std::time::{Duration, Instant};
 
 use crate::wait::POLL_INTERVAL;
 
+/// Pause between checks whether a one-shot command has exited; short,
+/// because most etcdctl calls finish in milliseconds.
+const EXIT_POLL_INTERVAL: Duration = Duration::from_millis(5);
+/// How long a child whose stdout closed gets to exit, so that a failure
+/// report can show its exit status.
+const EXIT_AFTER_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 /// The result of a finished one-shot command.
 #[derive(Debug)]
 pub struct CommandOutput {
@@ -120,7 +127,7 @@ pub fn run_with_timeout(mut command: Command, stdin: &[u8], timeout: Duration) -
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
+            Ok(None) if Instant::now() < deadline => thread::sleep(EXIT_POLL_INTERVAL),
             Ok(None) => {
                 let _ = child.kill();
                 let status = child.wait().expect("reaping a killed child");
@@ -259,7 +266,7 @@ impl BackgroundCommand {
             if self.stdout_closed {
                 // The reader thread may still deliver nothing more; give the
                 // child a moment to exit so the report shows its status.
-                let _ = self.wait_for_exit_quietly(Duration::from_secs(1));
+                let _ = self.wait_for_exit_quietly(EXIT_AFTER_CLOSE_GRACE);
                 panic!("stdout closed before {description}\n{}", self.report());
             }
             match self.stdout_lines.recv_timeout(deadline - now) {

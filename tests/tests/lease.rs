@@ -13,6 +13,10 @@ use cairn_tests::{wait_until, Cluster, Etcdctl};
 const EXPIRY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often the keep-alive test renews its lease.
 const RENEW_INTERVAL: Duration = Duration::from_millis(500);
+/// How long the keep-alive test keeps renewing a 3 s lease: twice its TTL.
+const RENEW_WINDOW: Duration = Duration::from_secs(6);
+/// A 3 s lease must not expire sooner than this (TTL minus clock slack).
+const EXPIRY_LIFETIME_MIN: Duration = Duration::from_secs(2);
 
 /// Grants a lease and returns its id as etcdctl prints it (16 hex digits).
 fn grant(etcdctl: &Etcdctl, ttl_seconds: u64) -> String {
@@ -156,7 +160,7 @@ fn keys_disappear_when_their_lease_expires() {
     });
     let lifetime = granted_at.elapsed();
     assert!(
-        lifetime >= Duration::from_secs(2),
+        lifetime >= EXPIRY_LIFETIME_MIN,
         "a 3 s lease expired after only {lifetime:?}"
     );
     let expired = etcdctl.run(&["lease", "timetolive", &id]).expect_success();
@@ -172,17 +176,15 @@ fn keep_alive_extends_a_lease_past_its_ttl() {
         .run(&["put", "renewed", "still here", &format!("--lease={id}")])
         .expect_success();
     // Renew for twice the TTL; the key must survive throughout.
-    let renew_until = Instant::now() + Duration::from_secs(6);
+    let renew_until = Instant::now() + RENEW_WINDOW;
     while Instant::now() < renew_until {
+        let renewed_at = Instant::now();
         etcdctl
             .run(&["lease", "keep-alive", "--once", &id])
             .expect_success();
-        assert_eq!(
-            etcdctl.value("renewed").as_deref(),
-            Some("still here"),
-            "lease {id} lapsed"
-        );
-        thread::sleep(RENEW_INTERVAL);
+        let value = etcdctl.value("renewed");
+        assert_eq!(value.as_deref(), Some("still here"), "lease {id} lapsed");
+        thread::sleep(RENEW_INTERVAL.saturating_sub(renewed_at.elapsed()));
     }
     // Once renewals stop, the lease runs out.
     wait_until("the lease lapses without renewals", EXPIRY_TIMEOUT, || {

@@ -248,3 +248,73 @@ fn delete_single_range_prefix_and_prev_kv() {
         "{recreated:?}"
     );
 }
+
+#[test]
+fn put_options_and_refused_arguments() {
+    let cluster = Cluster::start(1);
+    let etcdctl = cluster.etcdctl();
+    etcdctl.put("pk", "old");
+
+    let previous = etcdctl
+        .run(&["put", "pk", "new", "--prev-kv"])
+        .expect_success();
+    assert_eq!(
+        previous.stdout, "OK\npk\nold\n",
+        "--prev-kv prints the replaced pair"
+    );
+
+    // --ignore-value rewrites the key with its current value.
+    let before = etcdctl.get(&["pk"]).kvs.remove(0);
+    let revision = {
+        let output = etcdctl
+            .run(&["put", "pk", "--ignore-value", "-w", "json"])
+            .expect_success();
+        output.json()["header"]["revision"]
+            .as_i64()
+            .expect("header.revision")
+    };
+    let after = etcdctl.get(&["pk"]).kvs.remove(0);
+    assert_eq!(after.value, "new", "{after:?}");
+    assert_eq!(after.version, before.version + 1, "{after:?}");
+    assert_eq!(after.mod_revision, revision, "{after:?}");
+
+    // --ignore-lease keeps the attached lease across a new value.
+    let grant = etcdctl.run(&["lease", "grant", "100"]).expect_success();
+    let lease = grant
+        .stdout
+        .split_whitespace()
+        .nth(1)
+        .expect("lease id")
+        .to_owned();
+    etcdctl
+        .run(&["put", "pk", "leased", &format!("--lease={lease}")])
+        .expect_success();
+    etcdctl
+        .run(&["put", "pk", "relabelled", "--ignore-lease"])
+        .expect_success();
+    let relabelled = etcdctl.get(&["pk"]).kvs.remove(0);
+    assert_eq!(relabelled.value, "relabelled");
+    let lease_number = u64::from_str_radix(&lease, 16).expect("hex lease id") as i64;
+    assert_eq!(relabelled.lease, lease_number, "{relabelled:?}");
+
+    let revision = etcdctl.get(&["pk"]).revision;
+    etcdctl
+        .run(&["put", "absent", "--ignore-value"])
+        .expect_failure()
+        .expect_stderr_contains("Error: etcdserver: key not found");
+    etcdctl
+        .run(&["put", "", "value"])
+        .expect_failure()
+        .expect_stderr_contains("Error: etcdserver: key is not provided");
+    assert_eq!(
+        etcdctl.get(&["pk"]).revision,
+        revision,
+        "refused puts are no revision"
+    );
+
+    // --from-key with the empty key spans the whole keyspace.
+    etcdctl.put("zz", "last");
+    let everything = etcdctl.run(&["del", "", "--from-key"]).expect_success();
+    assert_eq!(everything.stdout, "2\n", "pk and zz");
+    assert!(etcdctl.get(&["", "--from-key"]).kvs.is_empty());
+}

@@ -1,8 +1,8 @@
 //! Guards leases as etcdctl drives them: grant (TTL raised to the server's
-//! minimum), put --lease, keep-alive --once, timetolive --keys, list,
-//! revoke (which deletes the attached keys), expiry (keys disappear on
-//! their own, not before the TTL), and etcd's "requested lease not found"
-//! error for every use of an unknown lease.
+//! minimum, refused above the maximum), put --lease, keep-alive --once,
+//! timetolive --keys, list, revoke (which deletes the attached keys),
+//! expiry (keys disappear on their own, not before the TTL), and etcd's
+//! "requested lease not found" error for every use of an unknown lease.
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -204,4 +204,15 @@ fn short_ttl_is_raised_to_the_minimum() {
         output.stdout.ends_with(" granted with TTL(2s)\n"),
         "{output}"
     );
+}
+
+#[test]
+fn an_oversized_ttl_is_refused() {
+    // etcd's maximum lease TTL is 9,000,000,000 s.
+    let cluster = Cluster::start(1);
+    cluster
+        .etcdctl()
+        .run(&["lease", "grant", "99999999999"])
+        .expect_failure()
+        .expect_stderr_contains("etcdserver: too large lease TTL");
 }

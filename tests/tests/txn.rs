@@ -2,9 +2,13 @@
 //! (compares, blank line, success ops, blank line, failure ops, blank line):
 //! both branches run, every compare target (value, version, create, mod)
 //! evaluates, a txn is one revision, reads see the txn's own earlier
-//! writes, and a key written twice in one txn is refused with etcd's error.
+//! writes, and a key written twice in one txn or more than 128 operations
+//! are refused with etcd's errors.
 
 use cairn_tests::Cluster;
+
+/// etcd's default `--max-txn-ops`: a txn may hold this many operations.
+const TXN_OPERATIONS_MAX: usize = 128;
 
 #[test]
 fn success_branch_runs_when_every_compare_holds() {
@@ -114,4 +118,16 @@ fn reads_see_earlier_writes_and_duplicate_writes_are_refused() {
         before,
         "a refused txn is no revision"
     );
+
+    // etcd's default --max-txn-ops is 128.
+    let mut script = String::from("\n");
+    for index in 0..=TXN_OPERATIONS_MAX {
+        script.push_str(&format!("put many/{index} v\n"));
+    }
+    script.push_str("\n\n");
+    etcdctl
+        .run_with_stdin(&["txn"], script.as_bytes())
+        .expect_failure()
+        .expect_stderr_contains("etcdserver: too many operations in txn request");
+    assert!(etcdctl.get(&["many/", "--prefix"]).kvs.is_empty());
 }

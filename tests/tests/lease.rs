@@ -85,12 +85,15 @@ fn grant_attach_keep_alive_time_to_live_and_revoke() {
             .starts_with(&format!("lease {id} granted with TTL(100s), remaining(")),
         "{time_to_live}"
     );
-    assert!(
-        time_to_live
-            .stdout
-            .ends_with("s), attached keys([leased/1 leased/2])\n"),
-        "{time_to_live}"
-    );
+    // etcd lists attached keys in no particular order.
+    let attached = time_to_live
+        .stdout
+        .split_once("attached keys([")
+        .and_then(|(_, rest)| rest.strip_suffix("])\n"))
+        .unwrap_or_else(|| panic!("no attached keys list:\n{time_to_live}"));
+    let mut attached: Vec<&str> = attached.split(' ').collect();
+    attached.sort_unstable();
+    assert_eq!(attached, ["leased/1", "leased/2"], "{time_to_live}");
     let json = etcdctl
         .run(&["lease", "timetolive", "--keys", &id, "-w", "json"])
         .expect_success();
@@ -102,7 +105,7 @@ fn grant_attach_keep_alive_time_to_live_and_revoke() {
         (1..=100).contains(&remaining),
         "remaining TTL {remaining} not in 1..=100:\n{json}"
     );
-    let keys: Vec<String> = status["keys"]
+    let mut keys: Vec<String> = status["keys"]
         .as_array()
         .map(|keys| {
             keys.iter()
@@ -113,6 +116,7 @@ fn grant_attach_keep_alive_time_to_live_and_revoke() {
                 .collect()
         })
         .unwrap_or_default();
+    keys.sort_unstable();
     assert_eq!(keys, ["leased/1", "leased/2"], "{json}");
 
     let listed = etcdctl.run(&["lease", "list"]).expect_success();

@@ -183,6 +183,18 @@ fn killing_the_leader_elects_a_new_one_and_writes_continue() {
     wait_until_member_has(&cluster.etcdctl_for(old_leader), "", &expected);
 }
 
+/// `member list` lines, sorted: the listing order is not part of the API.
+fn sorted_member_list(cluster: &Cluster) -> Vec<String> {
+    let output = cluster.etcdctl().run(&["member", "list"]).expect_success();
+    let mut lines: Vec<String> = output
+        .stdout_lines()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    lines.sort_unstable();
+    lines
+}
+
 #[test]
 fn the_whole_cluster_restarts_with_its_state_intact() {
     let mut cluster = Cluster::start(3);
@@ -203,11 +215,7 @@ fn the_whole_cluster_restarts_with_its_state_intact() {
         .run(&["put", "durable/leased", "l", &format!("--lease={lease}")])
         .expect_success();
     let before = etcdctl.get(&["durable/", "--prefix"]);
-    let members_before = cluster
-        .etcdctl()
-        .run(&["member", "list"])
-        .expect_success()
-        .stdout;
+    let members_before = sorted_member_list(&cluster);
 
     cluster.kill_all();
     cluster.restart_all();
@@ -220,11 +228,7 @@ fn the_whole_cluster_restarts_with_its_state_intact() {
             "member {index}: no revision lost or invented"
         );
     }
-    let members_after = cluster
-        .etcdctl()
-        .run(&["member", "list"])
-        .expect_success()
-        .stdout;
+    let members_after = sorted_member_list(&cluster);
     assert_eq!(members_after, members_before, "member ids and URLs survive");
     let time_to_live = etcdctl
         .run(&["lease", "timetolive", "--keys", &lease])

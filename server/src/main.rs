@@ -79,25 +79,45 @@ mod run {
         runtime.block_on(async move {
             let (node, task) = start_node(&config.node).await?;
             let metrics = node.metrics().clone();
-            info!(name = %config.node.name, "member started");
-            let serving = serve(&config.api, node.clone(), metrics, shutdown_signal());
+            let (stop_sender, stop) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                let _ = stop_sender.send(true);
+            });
+            let stop_requested = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            };
             let ended = task.wait();
-            tokio::pin!(serving);
             tokio::pin!(ended);
-            tokio::select! {
-                served = &mut serving => {
-                    served?;
-                    info!("client API stopped; shutting the member down");
-                    if let Err(error) = node.shutdown().await {
-                        warn!(%error, "graceful shutdown did not complete");
-                    }
-                    (&mut ended).await.context("member stopped with an error")?;
-                }
+            // As etcd: serve clients only once this member has published its
+            // name and client URLs to the cluster (which needs a quorum).
+            info!(name = %config.node.name, "waiting to publish member attributes");
+            let serve_clients = tokio::select! {
+                published = node.wait_published() => { published?; true }
+                () = stop_requested(stop.clone()) => false,
                 result = &mut ended => {
                     result.context("member stopped")?;
-                    anyhow::bail!("member stopped unexpectedly");
+                    anyhow::bail!("member stopped before publishing its attributes");
                 }
+            };
+            if serve_clients {
+                info!(name = %config.node.name, "ready to serve client requests");
+                let serving = serve(&config.api, node.clone(), metrics, stop_requested(stop));
+                tokio::pin!(serving);
+                tokio::select! {
+                    served = &mut serving => served?,
+                    result = &mut ended => {
+                        result.context("member stopped")?;
+                        anyhow::bail!("member stopped unexpectedly");
+                    }
+                }
+                info!("client API stopped");
             }
+            info!("shutting the member down");
+            if let Err(error) = node.shutdown().await {
+                warn!(%error, "graceful shutdown did not complete");
+            }
+            (&mut ended).await.context("member stopped with an error")?;
             Ok(())
         })
     }

@@ -83,6 +83,9 @@ pub struct NodeHandle {
     metrics: Arc<NodeMetrics>,
     /// The driver's request timeout plus a margin: the handle's own bound.
     call_timeout: Duration,
+    /// True once this member's name and client URLs are in the replicated
+    /// member table (etcd's "publish"); clients are served only after it.
+    published: tokio::sync::watch::Receiver<bool>,
 }
 
 /// One client watch stream: create and cancel watches on it, receive their
@@ -101,15 +104,29 @@ impl NodeHandle {
         member_id: NodeId,
         metrics: Arc<NodeMetrics>,
         request_timeout: Duration,
+        published: tokio::sync::watch::Receiver<bool>,
     ) -> NodeHandle {
         NodeHandle {
             requests,
             cluster_id,
             member_id,
             metrics,
+            published,
             // Twice the driver's bound: the driver answers first unless wedged.
             call_timeout: request_timeout * 2,
         }
+    }
+
+    /// Completes once this member has published its name and client URLs
+    /// to the cluster, as etcd does before it serves clients; `Stopped` if
+    /// the node ends first.
+    pub async fn wait_published(&self) -> Result<(), NodeError> {
+        let mut published = self.published.clone();
+        published
+            .wait_for(|published| *published)
+            .await
+            .map(|_| ())
+            .map_err(|_| NodeError::Stopped)
     }
 
     /// Sends a request and awaits its answer; `Stopped` if the driver is

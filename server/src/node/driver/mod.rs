@@ -291,12 +291,14 @@ pub async fn start(
     let raft = Raft::new(raft_config, start);
     let (requests_sender, requests) = mpsc::channel(REQUEST_QUEUE_MAX);
     let metrics = config.metrics.clone();
+    let (published, published_receiver) = tokio::sync::watch::channel(false);
     let handle = NodeHandle::new(
         requests_sender,
         config.cluster_id,
         config.member_id,
         metrics.clone(),
         config.request_timeout,
+        published_receiver,
     );
     let member_prefix = {
         let id = config.member_id.0;
@@ -323,6 +325,7 @@ pub async fn start(
     let checkpoint_ticks = ticks_in(LEASE_CHECKPOINT_INTERVAL);
     let progress_notify_ticks = ticks_in(WATCH_PROGRESS_NOTIFY_INTERVAL);
     let driver = Driver {
+        published,
         raft,
         store,
         watch_hub: WatchHub::default(),
@@ -431,6 +434,8 @@ enum Turn {
 }
 
 struct Driver {
+    /// Set once this member's attributes are in the replicated member table.
+    published: tokio::sync::watch::Sender<bool>,
     config: NodeConfig,
     raft: Raft,
     store: KvStore,
@@ -1131,12 +1136,15 @@ impl Driver {
 
     fn status(&self) -> StatusInfo {
         let status = self.raft.status();
-        let db_size = i64::try_from(self.store.size_bytes()).unwrap_or(i64::MAX);
+        // etcd's dbSize is the backend file's size on disk; ours is the data
+        // dir's (WAL segments and snapshots). In use: the live state.
+        let db_size_in_use = i64::try_from(self.store.size_bytes()).unwrap_or(i64::MAX);
+        let on_disk = i64::try_from(self.metrics.wal_size_bytes()).unwrap_or(i64::MAX);
         StatusInfo {
             header: self.header(),
             version: SERVER_VERSION.to_string(),
-            db_size,
-            db_size_in_use: db_size,
+            db_size: on_disk.max(db_size_in_use),
+            db_size_in_use,
             leader: status.leader.map_or(0, |id| id.0),
             raft_index: status.commit.0,
             raft_term: status.term.0,

@@ -75,10 +75,18 @@ impl KeyGenerator {
     /// The key for request number `request` (used when sequential).
     pub fn key(&mut self, request: u64) -> Vec<u8> {
         let number = if self.sequential {
-            request % self.key_space_size
+            request
         } else {
             self.random.gen_range(0..self.key_space_size)
         };
+        self.key_at(number)
+    }
+
+    /// The key numbered `number` modulo the key space (etcd's `txn-put`
+    /// numbers its keys this way so that one transaction never repeats a
+    /// key).
+    pub fn key_at(&self, number: u64) -> Vec<u8> {
+        let number = number % self.key_space_size;
         let mut key = vec![0u8; self.key_size.max(VARINT_BYTES_MAX)];
         let written = put_varint(&mut key, number as i64);
         assert!(

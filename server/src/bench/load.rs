@@ -69,9 +69,13 @@ impl Operation {
         seed: u64,
     ) -> Result<Operation, BenchError> {
         validate_shape(&shape)?;
-        if txn_ops == 0 {
+        if txn_ops == 0 || txn_ops as u64 > shape.key_space_size {
             return Err(BenchError::InvalidFlags {
-                reason: "--txn-ops must be at least 1".to_string(),
+                reason: format!(
+                    "--txn-ops {txn_ops} must be in 1..=--key-space-size {} (etcd rejects a \
+                     transaction that puts one key twice)",
+                    shape.key_space_size
+                ),
             });
         }
         let value = random_value(shape.val_size, seed);
@@ -228,7 +232,7 @@ async fn run_client(
                 let success = (0..*txn_ops)
                     .map(|op| RequestOp {
                         request: Some(request_op::Request::RequestPut(PutRequest {
-                            key: keys.key(ticket * (*txn_ops as u64) + op as u64),
+                            key: keys.key_at(ticket * (*txn_ops as u64) + op as u64),
                             value: value.clone(),
                             ..Default::default()
                         })),

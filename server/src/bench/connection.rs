@@ -9,6 +9,11 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::error::BenchError;
 
+/// HTTP/2 flow-control windows (connection and stream); larger than the
+/// protocol's 64 KiB default so that hundreds of in-flight responses never
+/// wait for a window update.
+pub const HTTP2_WINDOW_BYTES: u32 = 4 << 20;
+
 /// Open channels, indexed by connection number.
 #[derive(Debug, Clone)]
 pub struct ConnectionPool {
@@ -29,7 +34,13 @@ pub fn endpoint_uri(endpoint: &str) -> String {
 pub fn endpoint(endpoint: &str, dial_timeout: Duration) -> Result<Endpoint, BenchError> {
     let uri = endpoint_uri(endpoint);
     Endpoint::from_shared(uri)
-        .map(|built| built.connect_timeout(dial_timeout).tcp_nodelay(true))
+        .map(|built| {
+            built
+                .connect_timeout(dial_timeout)
+                .tcp_nodelay(true)
+                .initial_connection_window_size(HTTP2_WINDOW_BYTES)
+                .initial_stream_window_size(HTTP2_WINDOW_BYTES)
+        })
         .map_err(|error| BenchError::InvalidEndpoint {
             endpoint: endpoint.to_string(),
             reason: error.to_string(),

@@ -163,6 +163,17 @@ mod tests {
     }
 
     #[test]
+    fn numbered_keys_of_one_transaction_are_distinct() {
+        let shape = shape(8, 1_000, false);
+        let generator = KeyGenerator::new(&shape, 3);
+        // Transaction 999 of 4 puts wraps around the key space.
+        let keys: std::collections::BTreeSet<Vec<u8>> =
+            (0..4).map(|op| generator.key_at(999 * 4 + op)).collect();
+        assert_eq!(keys.len(), 4);
+        assert_eq!(generator.key_at(1_000), generator.key_at(0));
+    }
+
+    #[test]
     fn too_small_key_size_is_rejected() {
         let error = validate_shape(&shape(2, 100_000, false)).expect_err("2 bytes is too few");
         assert!(error.to_string().contains("needs 3 bytes"), "{error}");

@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -27,6 +27,11 @@ use crate::api::proto::etcdserverpb::{
 pub const CLIENTS_MAX: usize = 100_000;
 /// Most connections one run may dial.
 pub const CONNECTIONS_MAX: usize = 10_000;
+/// Clients share this many measurements (client i records into shard
+/// i % MEASUREMENT_SHARDS): one HDR histogram per client would cost
+/// hundreds of kilobytes each and, at 1000 clients, slow the generator
+/// itself through cache misses.
+pub const MEASUREMENT_SHARDS: usize = 32;
 
 /// What every request of a run does.
 #[derive(Debug, Clone)]
@@ -172,6 +177,12 @@ pub async fn run_load(
     let start = Instant::now();
     let tickets = Arc::new(RequestTickets::new(global.total, global.rate, start));
     let operation = Arc::new(operation);
+    let shard_count = global.clients.min(MEASUREMENT_SHARDS);
+    let shards: Arc<Vec<Mutex<Measurement>>> = Arc::new(
+        (0..shard_count)
+            .map(|_| Mutex::new(Measurement::default()))
+            .collect(),
+    );
     let mut tasks = Vec::with_capacity(global.clients);
     for client in 0..global.clients {
         let channel = pool.channel_for_client(client);
@@ -182,18 +193,27 @@ pub async fn run_load(
             .wrapping_mul(1_000_003)
             .wrapping_add(client as u64);
         let deadline = global.request_timeout();
+        let shard = Arc::clone(&shards);
         tasks.push(tokio::spawn(run_client(
-            channel, tickets, operation, seed, deadline,
+            channel,
+            tickets,
+            operation,
+            seed,
+            deadline,
+            shard,
+            client % shard_count,
         )));
     }
-    let mut measurement = Measurement::default();
     for task in tasks {
-        let client_measurement = task.await.map_err(|error| BenchError::Task {
+        task.await.map_err(|error| BenchError::Task {
             reason: error.to_string(),
         })?;
-        measurement.merge(&client_measurement);
     }
     let elapsed = start.elapsed();
+    let mut measurement = Measurement::default();
+    for shard in shards.iter() {
+        measurement.merge(&shard.lock().expect("no client panicked holding a shard"));
+    }
     let shape = RunShape {
         workload: workload.to_string(),
         endpoints: global.endpoints.clone(),
@@ -204,19 +224,21 @@ pub async fn run_load(
     Ok(Report::new(shape, &measurement, elapsed))
 }
 
-/// One client: takes tickets and sends requests until none are left.
+/// One client: takes tickets and sends requests until none are left,
+/// recording each outcome into its shard of the measurements.
 async fn run_client(
     channel: Channel,
     tickets: Arc<RequestTickets>,
     operation: Arc<Operation>,
     seed: u64,
     deadline: Duration,
-) -> Measurement {
+    shards: Arc<Vec<Mutex<Measurement>>>,
+    shard: usize,
+) {
     let mut kv = KvClient::new(channel);
     let mut keys = operation
         .shape()
         .map(|shape| KeyGenerator::new(shape, seed));
-    let mut measurement = Measurement::default();
     while let Some(ticket) = tickets.take().await {
         let started = Instant::now();
         let outcome = match (&*operation, keys.as_mut()) {
@@ -251,12 +273,15 @@ async fn run_client(
                 unreachable!("put operations always have a key generator")
             }
         };
+        let latency = started.elapsed();
+        let mut measurement = shards[shard]
+            .lock()
+            .expect("no client panicked holding a shard");
         match outcome {
-            Ok(()) => measurement.latencies.record(started.elapsed()),
+            Ok(()) => measurement.latencies.record(latency),
             Err(code) => measurement.record_error(code),
         }
     }
-    measurement
 }
 
 #[cfg(test)]

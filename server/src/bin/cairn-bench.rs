@@ -20,9 +20,16 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // One worker: the current-thread scheduler, which runs woken tasks in
+    // order, so a connection's task wakes once for the requests of many
+    // clients and writes them in one syscall (as grpc-go's writer does).
+    let mut builder = if args.global.worker_threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
     builder.enable_all();
-    if args.global.worker_threads > 0 {
+    if args.global.worker_threads > 1 {
         builder.worker_threads(args.global.worker_threads);
     }
     let runtime = match builder.build() {

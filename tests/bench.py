@@ -46,9 +46,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MEMBER_COUNT = 3
 HEARTBEAT_INTERVAL_MS = 100
 ELECTION_TIMEOUT_MS = 1000
-# Port blocks on 127.0.0.1, away from etcd's 2379/2380; one block per side so
-# that a restarted side never meets the other's TIME_WAIT sockets.
-PORT_BASE = {"etcd": 42379, "cairn": 42479}
+# Port blocks on 127.0.0.1, away from etcd's 2379/2380 and below Linux's
+# ephemeral range (32768-60999), where an outgoing connection's source port
+# could take a member's listening port; one block per side so that a
+# restarted side never meets the other's TIME_WAIT sockets.
+PORT_BASE = {"etcd": 22379, "cairn": 22479}
 
 # Bounds on every wait, in seconds.
 HEALTHY_TIMEOUT_S = 60

@@ -16,7 +16,11 @@ pub const DEFAULT_DIAL_TIMEOUT_MS: u64 = 5_000;
 
 /// `cairn-bench`: a load generator for etcd's v3 gRPC API.
 #[derive(Debug, Parser)]
-#[command(name = "cairn-bench", version, about, long_about = None)]
+#[command(
+    name = "cairn-bench",
+    version,
+    about = "A load generator for etcd's v3 gRPC API (Cairn or etcd), after etcd's tools/benchmark"
+)]
 pub struct BenchArgs {
     /// Flags shared by every workload.
     #[command(flatten)]

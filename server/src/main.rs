@@ -157,6 +157,18 @@ mod run {
         node_config.snapshot_count = config.snapshot_count;
         node_config.request_bytes_max = config.request_bytes_max;
         node_config.txn_ops_max = config.txn_ops_max;
+        node_config.auto_compaction = config.auto_compaction.map(|mode| match mode {
+            cairn_server::config::AutoCompaction::Periodic(retention) => {
+                cairn_server::node::AutoCompaction::Periodic(retention)
+            }
+            cairn_server::config::AutoCompaction::Revision(retention) => {
+                cairn_server::node::AutoCompaction::Revision(retention)
+            }
+        });
+        // 0 keeps etcd's default (2 GiB).
+        if config.quota_backend_bytes != 0 {
+            node_config.quota_backend_bytes = config.quota_backend_bytes;
+        }
         // Outside the simulator the seed only has to differ between members
         // and runs (election timeouts, lease IDs).
         node_config.seed = rand::random();

@@ -1,7 +1,8 @@
 //! The etcdserverpb.Maintenance service: status, hashes, snapshot streaming,
-//! leader transfer, and etcd's answers for what Cairn has no counterpart to
-//! (alarms are never raised, defragmentation is a no-op, Downgrade does not
-//! exist in etcd 3.4).
+//! leader transfer, alarms (NOSPACE, raised when the state passes
+//! --quota-backend-bytes), and etcd's answers for what Cairn has no
+//! counterpart to (defragmentation is a no-op, Downgrade does not exist in
+//! etcd 3.4).
 
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -103,17 +104,39 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
     ) -> Result<Response<pb::AlarmResponse>, Status> {
         ensure_leader(&self.node, request.metadata()).await?;
         use pb::alarm_request::AlarmAction;
-        match request.into_inner().action() {
-            // Cairn raises no alarms (a full backend answers NoSpace per
-            // request), so there is never one to list or to disarm.
-            AlarmAction::Get | AlarmAction::Deactivate => Ok(Response::new(pb::AlarmResponse {
-                header: wire::some_header(self.node.header()),
-                alarms: Vec::new(),
-            })),
-            AlarmAction::Activate => Err(Status::unimplemented(
-                "cairn: activating alarms is not supported",
-            )),
-        }
+        let request = request.into_inner();
+        let (header, alarms) = match request.action() {
+            AlarmAction::Get => self.node.alarms().await?,
+            AlarmAction::Deactivate => match request.alarm() {
+                pb::AlarmType::Nospace => {
+                    let member = cairn_core::kv::AlarmMember {
+                        member_id: request.member_id,
+                        alarm: cairn_core::kv::AlarmType::NoSpace,
+                    };
+                    self.node.alarm_disarm(member).await?
+                }
+                // NONE and CORRUPT are never active: nothing to clear (etcdctl
+                // expands a bare disarm into one request per listed alarm).
+                pb::AlarmType::None | pb::AlarmType::Corrupt => (self.node.header(), Vec::new()),
+            },
+            AlarmAction::Activate => {
+                return Err(Status::unimplemented(
+                    "cairn: activating alarms is not supported",
+                ))
+            }
+        };
+        Ok(Response::new(pb::AlarmResponse {
+            header: wire::some_header(header),
+            alarms: alarms
+                .into_iter()
+                .map(|alarm| pb::AlarmMember {
+                    member_id: alarm.member_id,
+                    alarm: match alarm.alarm {
+                        cairn_core::kv::AlarmType::NoSpace => pb::AlarmType::Nospace as i32,
+                    },
+                })
+                .collect(),
+        }))
     }
 
     async fn status(

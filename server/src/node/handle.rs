@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_core::kv::{
-    Command, CommandResponse, CompactionRequest, DeleteRangeRequest, DeleteRangeResponse,
-    LeaseGrantRequest, LeaseGrantResponse, LeaseId, LeaseTimeToLiveResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, Revision, StreamId, TxnRequest, TxnResponse,
-    WatchCreateRequest, WatchResponse,
+    AlarmAction, AlarmMember, AlarmRequest, AlarmType, Command, CommandResponse, CompactionRequest,
+    DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseId,
+    LeaseTimeToLiveResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, Revision,
+    StreamId, TxnRequest, TxnResponse, WatchCreateRequest, WatchResponse,
 };
 use cairn_core::raft::NodeId;
 use tokio::sync::{mpsc, oneshot};
@@ -231,6 +231,39 @@ impl NodeHandle {
         match self.propose(Command::Compact(request)).await? {
             (header, CommandResponse::Compact) => Ok(header),
             (_, other) => unexpected("compact", &other),
+        }
+    }
+
+    /// Maintenance.Alarm GET: the active alarms, read through the log (as
+    /// etcd does) so every member answers the same.
+    pub async fn alarms(&self) -> Result<(ResponseHeader, Vec<AlarmMember>), NodeError> {
+        let member = AlarmMember {
+            member_id: self.member_id.0,
+            alarm: AlarmType::NoSpace,
+        };
+        self.alarm(AlarmAction::Get, member).await
+    }
+
+    /// Maintenance.Alarm DEACTIVATE: clears `member`'s alarm; answers the
+    /// alarm cleared, or nothing if it was not active.
+    pub async fn alarm_disarm(
+        &self,
+        member: AlarmMember,
+    ) -> Result<(ResponseHeader, Vec<AlarmMember>), NodeError> {
+        self.alarm(AlarmAction::Deactivate, member).await
+    }
+
+    async fn alarm(
+        &self,
+        action: AlarmAction,
+        member: AlarmMember,
+    ) -> Result<(ResponseHeader, Vec<AlarmMember>), NodeError> {
+        match self
+            .propose(Command::Alarm(AlarmRequest { action, member }))
+            .await?
+        {
+            (header, CommandResponse::Alarm { alarms }) => Ok((header, alarms)),
+            (_, other) => unexpected("alarm", &other),
         }
     }
 

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_core::kv::{
-    Command, CommandResponse, Envelope, KvConfig, KvError, KvStore, LeaseCheckpoint, LeaseId,
-    StreamId, WatchHub, WatchResponse,
+    AlarmAction, AlarmMember, AlarmRequest, AlarmType, Command, CommandResponse, Envelope,
+    KvConfig, KvError, KvStore, LeaseCheckpoint, LeaseId, StreamId, WatchHub, WatchResponse,
 };
 use cairn_core::raft::{
     ConfChange, Config, Entry, EntryKind, Index, NodeId, ProposeError, Raft, ReadState, Ready,
@@ -37,6 +37,7 @@ use crate::transport::{
     TransportError, TransportEvent,
 };
 
+mod compactor;
 mod leadership;
 mod lease;
 mod membership;
@@ -44,6 +45,7 @@ mod read;
 mod waiter;
 mod watch;
 
+use self::compactor::AutoCompactor;
 use self::waiter::{
     ConfChangeWaiter, ForwardReply, ForwardWaiter, LeaderMoveWaiter, ProposalWaiter, ReadBatch,
     ShutdownState,
@@ -324,6 +326,11 @@ pub async fn start(
     };
     let checkpoint_ticks = ticks_in(LEASE_CHECKPOINT_INTERVAL);
     let progress_notify_ticks = ticks_in(WATCH_PROGRESS_NOTIFY_INTERVAL);
+    let compactor = AutoCompactor::new(
+        config.auto_compaction,
+        config.auto_compaction_revision_interval,
+        ticks_in,
+    );
     let driver = Driver {
         published,
         raft,
@@ -360,6 +367,7 @@ pub async fn start(
         ticks: 0,
         checkpoint_ticks,
         progress_notify_ticks,
+        compactor,
         next_publish_tick: 0,
         watch_streams: BTreeMap::new(),
         next_stream_id: 1,
@@ -479,6 +487,7 @@ struct Driver {
     ticks: u64,
     checkpoint_ticks: u64,
     progress_notify_ticks: u64,
+    compactor: AutoCompactor,
     next_publish_tick: u64,
     /// Each watch stream's channel to its session.
     watch_streams: BTreeMap<StreamId, mpsc::Sender<WatchResponse>>,
@@ -606,6 +615,7 @@ impl Driver {
                 self.checkpoint_leases();
             }
         }
+        self.auto_compact();
         self.publish_member_attributes();
         if self.ticks.is_multiple_of(self.progress_notify_ticks) {
             self.watch_hub.progress_notify_all(&self.store);
@@ -760,6 +770,13 @@ impl Driver {
             let _ = reply.send(Err(NodeError::Kv(error)));
             return;
         }
+        if let Err(error) = self.check_quota(&command) {
+            self.metrics
+                .proposals_failed
+                .fetch_add(1, Ordering::Relaxed);
+            let _ = reply.send(Err(NodeError::Kv(error)));
+            return;
+        }
         if let Command::LeaseGrant(grant) = &mut command {
             if grant.id == 0 {
                 match self.fresh_lease_id() {
@@ -793,6 +810,48 @@ impl Driver {
                     .fetch_add(1, Ordering::Relaxed);
                 let _ = reply.send(Err(propose_error(error)));
             }
+        }
+    }
+
+    /// etcd's quota check before proposing: a write that grows the state
+    /// fails with NoSpace while a NOSPACE alarm is active, or when it would
+    /// take the state past --quota-backend-bytes, in which case this member
+    /// raises the alarm through the log.
+    fn check_quota(&mut self, command: &Command) -> Result<(), KvError> {
+        if !KvStore::grows_state(command) {
+            return Ok(());
+        }
+        if self.store.is_out_of_space() {
+            return Err(KvError::NoSpace);
+        }
+        let quota = self.quota_backend_bytes();
+        let size = self.store.size_bytes();
+        let cost = bincode::serialized_size(command).unwrap_or(u64::MAX);
+        if size.saturating_add(cost) <= quota {
+            return Ok(());
+        }
+        warn!(
+            size_bytes = size,
+            cost_bytes = cost,
+            quota_bytes = quota,
+            "database space exceeded; raising the NOSPACE alarm"
+        );
+        let alarm = Command::Alarm(AlarmRequest {
+            action: AlarmAction::Activate,
+            member: AlarmMember {
+                member_id: self.config.member_id.0,
+                alarm: AlarmType::NoSpace,
+            },
+        });
+        self.propose_internal(alarm);
+        Err(KvError::NoSpace)
+    }
+
+    /// The configured quota; 0 means etcd's default.
+    fn quota_backend_bytes(&self) -> u64 {
+        match self.config.quota_backend_bytes {
+            0 => super::config::QUOTA_BACKEND_BYTES_DEFAULT,
+            quota => quota,
         }
     }
 
@@ -1010,6 +1069,11 @@ impl Driver {
         }
         if let Command::LeaseRevoke { id } = &envelope.command {
             self.lease_revokes_pending.remove(id);
+        }
+        if let Err(error) = &applied.response {
+            // Internal proposals have nobody to tell (e.g. an auto
+            // compaction behind a client's compaction).
+            debug!(index = index.0, %error, "applied command failed");
         }
         let matches = self
             .pending_proposals

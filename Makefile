@@ -7,7 +7,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SIM_TARGET_DIR ?= target-sim
 
-.PHONY: help build release run cluster test check fmt clippy purity deps-etcd
+.PHONY: help build release run cluster test check fmt clippy purity deps-etcd bench
 
 help:
 	@sed -n '2,6p' Makefile | sed 's/^# *//'
@@ -16,7 +16,7 @@ build:
 	$(CARGO) build --workspace
 
 release:
-	$(CARGO) build --release -p cairn-server
+	$(CARGO) build --release -p cairn-server --bins
 
 run: release
 	./target/release/cairn
@@ -32,9 +32,11 @@ deps-etcd:
 	fi
 	@etcdctl version | head -1
 
+# `etcdctl check perf` judges latency, so it runs alone after the rest.
 test: deps-etcd
 	$(CARGO) build --workspace
-	$(CARGO) nextest run --workspace --no-fail-fast
+	$(CARGO) nextest run --workspace --no-fail-fast -E 'not test(check_perf)'
+	$(CARGO) nextest run -p cairn-tests --no-fail-fast -E 'test(check_perf)'
 
 check: fmt clippy purity
 
@@ -46,3 +48,8 @@ clippy:
 
 purity:
 	.ci/check-core-purity
+
+# Cairn vs the real etcd on this machine; BENCH=quick for a run under 3 minutes.
+bench: deps-etcd release
+	CAIRN_BIN=target/release/cairn CAIRN_BENCH_BIN=target/release/cairn-bench \
+	  python3 tests/bench.py $(if $(filter quick,$(BENCH)),--quick,)

@@ -100,6 +100,10 @@ struct Cluster {
     /// Each node's vote in each term: it must never change.
     votes: BTreeMap<(NodeId, Term), NodeId>,
     proposals: u64,
+    /// For each read issued: the highest index known committed anywhere
+    /// when it was issued. Its read state must be at least that
+    /// (linearizability: a read sees every write committed before it).
+    reads: BTreeMap<Vec<u8>, Index>,
 }
 
 impl Cluster {
@@ -143,6 +147,7 @@ impl Cluster {
             terms: BTreeMap::new(),
             votes: BTreeMap::new(),
             proposals: 0,
+            reads: BTreeMap::new(),
         }
     }
 
@@ -290,7 +295,15 @@ impl Cluster {
             Action::Heal => self.sides.clear(),
             Action::ReadIndex(n) => {
                 let id = self.pick(n);
-                let _ = self.node(id).raft.read_index(b"read".to_vec());
+                let context = format!("read-{}", self.reads.len()).into_bytes();
+                let committed = self
+                    .nodes
+                    .values()
+                    .map(|n| n.raft.commit_index())
+                    .max()
+                    .unwrap_or(Index(0));
+                self.reads.insert(context.clone(), committed);
+                let _ = self.node(id).raft.read_index(context);
             }
         }
     }
@@ -315,6 +328,19 @@ impl Cluster {
                     recorded, vote,
                     "node {} voted for {} and {} in term {}",
                     id.0, recorded.0, vote.0, hard_state.term.0
+                );
+            }
+        }
+        for node in self.nodes.values() {
+            for read in node.pending_reads.iter().chain(&node.answered_reads) {
+                let issued_after = self.reads.get(&read.context).copied().unwrap_or(Index(0));
+                assert!(
+                    read.index >= issued_after,
+                    "read {:?} on {} at {} misses index {} committed before it was issued",
+                    String::from_utf8_lossy(&read.context),
+                    node.raft.id().0,
+                    read.index.0,
+                    issued_after.0
                 );
             }
         }

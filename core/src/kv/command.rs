@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::alarm::{AlarmMember, AlarmRequest};
 use super::request::{
     CompactionRequest, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest,
     LeaseGrantResponse, LeaseId, PutRequest, PutResponse, TxnRequest, TxnResponse,
@@ -42,6 +43,8 @@ pub enum Command {
         /// One checkpoint per lease.
         checkpoints: Vec<LeaseCheckpoint>,
     },
+    /// Maintenance.Alarm, or a member raising NOSPACE on its own.
+    Alarm(AlarmRequest),
 }
 
 /// The result of applying a [`Command`].
@@ -61,6 +64,12 @@ pub enum CommandResponse {
     LeaseRevoke,
     /// Result of `LeaseCheckpoint`.
     LeaseCheckpoint,
+    /// Result of `Alarm`: the active alarms for `Get`, the raised alarm for
+    /// `Activate`, the cleared one (if it was active) for `Deactivate`.
+    Alarm {
+        /// The alarms.
+        alarms: Vec<AlarmMember>,
+    },
 }
 
 /// What a Raft entry carries for the KV state machine.

@@ -32,6 +32,7 @@
 //! [`range`] (Range semantics), [`txn`] (request checks, compares, the
 //! write path), [`lease`], [`store`] (apply, snapshot, hash), [`watch`].
 
+pub mod alarm;
 pub mod command;
 pub mod error;
 pub mod lease;
@@ -42,6 +43,7 @@ pub mod store;
 pub mod txn;
 pub mod watch;
 
+pub use alarm::{AlarmAction, AlarmMember, AlarmRequest, AlarmType};
 pub use command::{Command, CommandResponse, Envelope, LeaseCheckpoint};
 pub use error::{GrpcCode, KvError};
 pub use request::*;

@@ -15,11 +15,12 @@
 //! Only the lease deadlines are volatile: they live on the leader, are
 //! driven by the driver's `now_ms`, and never enter a snapshot or hash.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bincode::Options;
 use serde::{Deserialize, Serialize};
 
+use super::alarm::{AlarmAction, AlarmMember, AlarmRequest, AlarmType};
 use super::command::{Command, CommandResponse, LeaseCheckpoint};
 use super::error::KvError;
 use super::lease::{Lease, Leases};
@@ -27,8 +28,8 @@ use super::mvcc::{KeyHistory, Mvcc};
 use super::range;
 use super::request::{
     CompactionRequest, Event, LeaseGrantRequest, LeaseGrantResponse, LeaseId,
-    LeaseTimeToLiveResponse, PutRequest, RangeRequest, RangeResponse, Revision, TxnRequest,
-    TxnResponse,
+    LeaseTimeToLiveResponse, PutRequest, RangeRequest, RangeResponse, RequestOp, Revision,
+    TxnRequest, TxnResponse,
 };
 use super::txn::{self, TxnPath, Writer};
 
@@ -39,7 +40,7 @@ use super::txn::{self, TxnPath, Writer};
 const INVARIANT_CHECK_ENTRIES_MAX: usize = 2048;
 
 /// The format number written at the front of every snapshot.
-const SNAPSHOT_FORMAT: u32 = 1;
+const SNAPSHOT_FORMAT: u32 = 2;
 
 /// Limits of the state machine (etcd's defaults in [`KvConfig::default`]).
 #[derive(Clone, Debug)]
@@ -92,6 +93,7 @@ struct SnapshotRef<'a> {
     keys: &'a BTreeMap<Vec<u8>, KeyHistory>,
     compacted_events: &'a [Event],
     leases: &'a BTreeMap<LeaseId, Lease>,
+    alarms: &'a BTreeSet<AlarmMember>,
 }
 
 /// The snapshot encoding, owned for reading.
@@ -103,6 +105,7 @@ struct SnapshotOwned {
     keys: BTreeMap<Vec<u8>, KeyHistory>,
     compacted_events: Vec<Event>,
     leases: BTreeMap<LeaseId, Lease>,
+    alarms: BTreeSet<AlarmMember>,
 }
 
 /// The MVCC state machine.
@@ -111,6 +114,8 @@ pub struct KvStore {
     config: KvConfig,
     mvcc: Mvcc,
     leases: Leases,
+    /// Active alarms; replicated (applied from the log, kept in snapshots).
+    alarms: BTreeSet<AlarmMember>,
 }
 
 impl KvStore {
@@ -120,6 +125,7 @@ impl KvStore {
             config,
             mvcc: Mvcc::new(),
             leases: Leases::default(),
+            alarms: BTreeSet::new(),
         }
     }
 
@@ -146,6 +152,9 @@ impl KvStore {
     pub fn apply(&mut self, command: &Command, now_ms: u64) -> Applied {
         let (response, events) = match check_command(command, usize::MAX) {
             Err(error) => (Err(error), Vec::new()),
+            Ok(()) if self.is_out_of_space() && KvStore::grows_state(command) => {
+                (Err(KvError::NoSpace), Vec::new())
+            }
             Ok(()) => self.apply_checked(command, now_ms),
         };
         tracing::trace!(
@@ -220,6 +229,63 @@ impl KvStore {
                 }
                 (Ok(CommandResponse::LeaseCheckpoint), Vec::new())
             }
+            Command::Alarm(request) => (Ok(self.apply_alarm(request)), Vec::new()),
+        }
+    }
+
+    fn apply_alarm(&mut self, request: &AlarmRequest) -> CommandResponse {
+        let alarms = match request.action {
+            AlarmAction::Get => self.alarms.iter().copied().collect(),
+            AlarmAction::Activate => {
+                if self.alarms.insert(request.member) {
+                    tracing::warn!(
+                        member = request.member.member_id,
+                        alarm = ?request.member.alarm,
+                        "alarm raised"
+                    );
+                }
+                vec![request.member]
+            }
+            AlarmAction::Deactivate => {
+                if self.alarms.remove(&request.member) {
+                    tracing::warn!(
+                        member = request.member.member_id,
+                        alarm = ?request.member.alarm,
+                        "alarm cleared"
+                    );
+                    vec![request.member]
+                } else {
+                    Vec::new()
+                }
+            }
+        };
+        CommandResponse::Alarm { alarms }
+    }
+
+    /// The active alarms, by member.
+    pub fn alarms(&self) -> Vec<AlarmMember> {
+        self.alarms.iter().copied().collect()
+    }
+
+    /// Whether a NOSPACE alarm is active: writes that grow the state are
+    /// refused with [`KvError::NoSpace`] (etcd's capped applier).
+    pub fn is_out_of_space(&self) -> bool {
+        self.alarms
+            .iter()
+            .any(|alarm| alarm.alarm == AlarmType::NoSpace)
+    }
+
+    /// Whether `command` grows the state, and so is refused while a NOSPACE
+    /// alarm is active: Put, a Txn with a write, LeaseGrant (as etcd).
+    pub fn grows_state(command: &Command) -> bool {
+        match command {
+            Command::Put(_) | Command::LeaseGrant(_) => true,
+            Command::Txn(request) => txn_has_writes(request),
+            Command::DeleteRange(_)
+            | Command::Compact(_)
+            | Command::LeaseRevoke { .. }
+            | Command::LeaseCheckpoint { .. }
+            | Command::Alarm(_) => false,
         }
     }
 
@@ -298,6 +364,7 @@ impl KvStore {
             keys: self.mvcc.keys(),
             compacted_events: self.mvcc.compacted_events(),
             leases: self.leases.leases(),
+            alarms: &self.alarms,
         };
         bincode::serialize(&snapshot).expect("in-memory bincode encoding cannot fail")
     }
@@ -333,6 +400,7 @@ impl KvStore {
             config,
             mvcc,
             leases: Leases::from_leases(snapshot.leases),
+            alarms: snapshot.alarms,
         };
         Ok(store)
     }
@@ -487,6 +555,16 @@ impl KvStore {
     }
 }
 
+/// Whether a txn may write: any op but a range (etcd's `isTxnReadonly`,
+/// which counts deletes and nested txns as writes).
+fn txn_has_writes(request: &TxnRequest) -> bool {
+    request
+        .success
+        .iter()
+        .chain(&request.failure)
+        .any(|op| !matches!(op, RequestOp::Range(_)))
+}
+
 /// The limit-free request checks plus the ops limit (etcd's v3rpc checks).
 fn check_command(command: &Command, txn_ops_max: usize) -> Result<(), KvError> {
     match command {
@@ -496,7 +574,8 @@ fn check_command(command: &Command, txn_ops_max: usize) -> Result<(), KvError> {
         Command::Compact(_)
         | Command::LeaseGrant(_)
         | Command::LeaseRevoke { .. }
-        | Command::LeaseCheckpoint { .. } => Ok(()),
+        | Command::LeaseCheckpoint { .. }
+        | Command::Alarm(_) => Ok(()),
     }
 }
 

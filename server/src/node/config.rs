@@ -26,6 +26,11 @@ pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
 pub const REQUEST_BYTES_MAX_DEFAULT: usize = 1024 * 1024 + 512 * 1024;
 /// etcd's --max-txn-ops.
 pub const TXN_OPS_MAX_DEFAULT: usize = 128;
+/// How often the revision-mode auto compactor looks at the revision
+/// (etcd's revision compactor checks every 5 minutes).
+pub const AUTO_COMPACTION_REVISION_INTERVAL_DEFAULT: Duration = Duration::from_secs(300);
+/// etcd's default --quota-backend-bytes (2 GiB), used when 0 is configured.
+pub const QUOTA_BACKEND_BYTES_DEFAULT: u64 = 2 * 1024 * 1024 * 1024;
 /// The seed when none is configured (the simulator draws its own).
 pub const SEED_DEFAULT: u64 = 0;
 
@@ -37,6 +42,15 @@ pub enum StartMode {
     New,
     /// A member added to a running cluster with MemberAdd.
     Existing,
+}
+
+/// etcd's automatic compaction (--auto-compaction-mode and -retention).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AutoCompaction {
+    /// "periodic": keep about this much history.
+    Periodic(Duration),
+    /// "revision": keep this many revisions.
+    Revision(i64),
 }
 
 /// One entry of --initial-cluster.
@@ -111,6 +125,13 @@ pub struct NodeConfig {
     pub request_bytes_max: usize,
     /// --max-txn-ops.
     pub txn_ops_max: usize,
+    /// Automatic compaction, run by the leader; None when off.
+    pub auto_compaction: Option<AutoCompaction>,
+    /// How often revision-mode auto compaction runs.
+    pub auto_compaction_revision_interval: Duration,
+    /// --quota-backend-bytes: beyond this state size the member raises the
+    /// NOSPACE alarm and writes that grow the state are refused.
+    pub quota_backend_bytes: u64,
     /// The only source of randomness (election timeouts, lease IDs). Every
     /// consumer mixes in the member ID, so members may share a seed.
     pub seed: u64,
@@ -176,6 +197,9 @@ impl NodeConfig {
             request_timeout: REQUEST_TIMEOUT_DEFAULT,
             request_bytes_max: REQUEST_BYTES_MAX_DEFAULT,
             txn_ops_max: TXN_OPS_MAX_DEFAULT,
+            auto_compaction: None,
+            auto_compaction_revision_interval: AUTO_COMPACTION_REVISION_INTERVAL_DEFAULT,
+            quota_backend_bytes: QUOTA_BACKEND_BYTES_DEFAULT,
             seed: SEED_DEFAULT,
             metrics: Arc::new(NodeMetrics::default()),
             observer: None,

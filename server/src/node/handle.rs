@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_core::kv::{
-    Command, CommandResponse, CompactionRequest, DeleteRangeRequest, DeleteRangeResponse,
-    LeaseGrantRequest, LeaseGrantResponse, LeaseId, LeaseTimeToLiveResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, Revision, StreamId, TxnRequest, TxnResponse,
-    WatchCreateRequest, WatchResponse,
+    AlarmAction, AlarmMember, AlarmRequest, AlarmType, Command, CommandResponse, CompactionRequest,
+    DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseId,
+    LeaseTimeToLiveResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, Revision,
+    StreamId, TxnRequest, TxnResponse, WatchCreateRequest, WatchResponse,
 };
 use cairn_core::raft::NodeId;
 use tokio::sync::{mpsc, oneshot};
@@ -83,6 +83,9 @@ pub struct NodeHandle {
     metrics: Arc<NodeMetrics>,
     /// The driver's request timeout plus a margin: the handle's own bound.
     call_timeout: Duration,
+    /// True once this member's name and client URLs are in the replicated
+    /// member table (etcd's "publish"); clients are served only after it.
+    published: tokio::sync::watch::Receiver<bool>,
 }
 
 /// One client watch stream: create and cancel watches on it, receive their
@@ -101,15 +104,29 @@ impl NodeHandle {
         member_id: NodeId,
         metrics: Arc<NodeMetrics>,
         request_timeout: Duration,
+        published: tokio::sync::watch::Receiver<bool>,
     ) -> NodeHandle {
         NodeHandle {
             requests,
             cluster_id,
             member_id,
             metrics,
+            published,
             // Twice the driver's bound: the driver answers first unless wedged.
             call_timeout: request_timeout * 2,
         }
+    }
+
+    /// Completes once this member has published its name and client URLs
+    /// to the cluster, as etcd does before it serves clients; `Stopped` if
+    /// the node ends first.
+    pub async fn wait_published(&self) -> Result<(), NodeError> {
+        let mut published = self.published.clone();
+        published
+            .wait_for(|published| *published)
+            .await
+            .map(|_| ())
+            .map_err(|_| NodeError::Stopped)
     }
 
     /// Sends a request and awaits its answer; `Stopped` if the driver is
@@ -214,6 +231,39 @@ impl NodeHandle {
         match self.propose(Command::Compact(request)).await? {
             (header, CommandResponse::Compact) => Ok(header),
             (_, other) => unexpected("compact", &other),
+        }
+    }
+
+    /// Maintenance.Alarm GET: the active alarms, read through the log (as
+    /// etcd does) so every member answers the same.
+    pub async fn alarms(&self) -> Result<(ResponseHeader, Vec<AlarmMember>), NodeError> {
+        let member = AlarmMember {
+            member_id: self.member_id.0,
+            alarm: AlarmType::NoSpace,
+        };
+        self.alarm(AlarmAction::Get, member).await
+    }
+
+    /// Maintenance.Alarm DEACTIVATE: clears `member`'s alarm; answers the
+    /// alarm cleared, or nothing if it was not active.
+    pub async fn alarm_disarm(
+        &self,
+        member: AlarmMember,
+    ) -> Result<(ResponseHeader, Vec<AlarmMember>), NodeError> {
+        self.alarm(AlarmAction::Deactivate, member).await
+    }
+
+    async fn alarm(
+        &self,
+        action: AlarmAction,
+        member: AlarmMember,
+    ) -> Result<(ResponseHeader, Vec<AlarmMember>), NodeError> {
+        match self
+            .propose(Command::Alarm(AlarmRequest { action, member }))
+            .await?
+        {
+            (header, CommandResponse::Alarm { alarms }) => Ok((header, alarms)),
+            (_, other) => unexpected("alarm", &other),
         }
     }
 

@@ -32,7 +32,7 @@ pub mod planted_bug;
 pub mod request;
 pub mod snapshot_data;
 
-pub use config::{ConfigError, InitialMember, NodeConfig, StartMode};
+pub use config::{AutoCompaction, ConfigError, InitialMember, NodeConfig, StartMode};
 pub use driver::{start, start_on_disk, NodeFailure, NodeTask, StartError};
 pub use error::NodeError;
 pub use handle::{Member, NodeHandle, ResponseHeader, StatusInfo, WatchSession};

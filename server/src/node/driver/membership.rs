@@ -185,6 +185,11 @@ impl Driver {
         if current.name == self.config.name
             && current.client_urls == self.config.advertise_client_urls
         {
+            self.published.send_if_modified(|published| {
+                let changed = !*published;
+                *published = true;
+                changed
+            });
             return;
         }
         let member = Member {

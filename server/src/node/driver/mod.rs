@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_core::kv::{
-    Command, CommandResponse, Envelope, KvConfig, KvError, KvStore, LeaseCheckpoint, LeaseId,
-    StreamId, WatchHub, WatchResponse,
+    AlarmAction, AlarmMember, AlarmRequest, AlarmType, Command, CommandResponse, Envelope,
+    KvConfig, KvError, KvStore, LeaseCheckpoint, LeaseId, StreamId, WatchHub, WatchResponse,
 };
 use cairn_core::raft::{
     ConfChange, Config, Entry, EntryKind, Index, NodeId, ProposeError, Raft, ReadState, Ready,
@@ -37,6 +37,7 @@ use crate::transport::{
     TransportError, TransportEvent,
 };
 
+mod compactor;
 mod leadership;
 mod lease;
 mod membership;
@@ -44,6 +45,7 @@ mod read;
 mod waiter;
 mod watch;
 
+use self::compactor::AutoCompactor;
 use self::waiter::{
     ConfChangeWaiter, ForwardReply, ForwardWaiter, LeaderMoveWaiter, ProposalWaiter, ReadBatch,
     ShutdownState,
@@ -303,12 +305,14 @@ pub async fn start(
     let raft = Raft::new(raft_config, start);
     let (requests_sender, requests) = mpsc::channel(REQUEST_QUEUE_MAX);
     let metrics = config.metrics.clone();
+    let (published, published_receiver) = tokio::sync::watch::channel(false);
     let handle = NodeHandle::new(
         requests_sender,
         config.cluster_id,
         config.member_id,
         metrics.clone(),
         config.request_timeout,
+        published_receiver,
     );
     let member_prefix = {
         let id = config.member_id.0;
@@ -334,7 +338,13 @@ pub async fn start(
     };
     let checkpoint_ticks = ticks_in(LEASE_CHECKPOINT_INTERVAL);
     let progress_notify_ticks = ticks_in(WATCH_PROGRESS_NOTIFY_INTERVAL);
+    let compactor = AutoCompactor::new(
+        config.auto_compaction,
+        config.auto_compaction_revision_interval,
+        ticks_in,
+    );
     let driver = Driver {
+        published,
         raft,
         store,
         watch_hub: WatchHub::default(),
@@ -369,6 +379,7 @@ pub async fn start(
         ticks: 0,
         checkpoint_ticks,
         progress_notify_ticks,
+        compactor,
         next_publish_tick: 0,
         watch_streams: BTreeMap::new(),
         next_stream_id: 1,
@@ -446,6 +457,8 @@ enum Turn {
 }
 
 struct Driver {
+    /// Set once this member's attributes are in the replicated member table.
+    published: tokio::sync::watch::Sender<bool>,
     config: NodeConfig,
     raft: Raft,
     store: KvStore,
@@ -489,6 +502,7 @@ struct Driver {
     ticks: u64,
     checkpoint_ticks: u64,
     progress_notify_ticks: u64,
+    compactor: AutoCompactor,
     next_publish_tick: u64,
     /// Each watch stream's channel to its session.
     watch_streams: BTreeMap<StreamId, mpsc::Sender<WatchResponse>>,
@@ -625,6 +639,7 @@ impl Driver {
                 self.checkpoint_leases();
             }
         }
+        self.auto_compact();
         self.publish_member_attributes();
         if self.ticks.is_multiple_of(self.progress_notify_ticks) {
             self.watch_hub.progress_notify_all(&self.store);
@@ -781,6 +796,13 @@ impl Driver {
             let _ = reply.send(Err(NodeError::Kv(error)));
             return;
         }
+        if let Err(error) = self.check_quota(&command) {
+            self.metrics
+                .proposals_failed
+                .fetch_add(1, Ordering::Relaxed);
+            let _ = reply.send(Err(NodeError::Kv(error)));
+            return;
+        }
         if let Command::LeaseGrant(grant) = &mut command {
             if grant.id == 0 {
                 match self.fresh_lease_id() {
@@ -814,6 +836,48 @@ impl Driver {
                     .fetch_add(1, Ordering::Relaxed);
                 let _ = reply.send(Err(propose_error(error)));
             }
+        }
+    }
+
+    /// etcd's quota check before proposing: a write that grows the state
+    /// fails with NoSpace while a NOSPACE alarm is active, or when it would
+    /// take the state past --quota-backend-bytes, in which case this member
+    /// raises the alarm through the log.
+    fn check_quota(&mut self, command: &Command) -> Result<(), KvError> {
+        if !KvStore::grows_state(command) {
+            return Ok(());
+        }
+        if self.store.is_out_of_space() {
+            return Err(KvError::NoSpace);
+        }
+        let quota = self.quota_backend_bytes();
+        let size = self.store.size_bytes();
+        let cost = bincode::serialized_size(command).unwrap_or(u64::MAX);
+        if size.saturating_add(cost) <= quota {
+            return Ok(());
+        }
+        warn!(
+            size_bytes = size,
+            cost_bytes = cost,
+            quota_bytes = quota,
+            "database space exceeded; raising the NOSPACE alarm"
+        );
+        let alarm = Command::Alarm(AlarmRequest {
+            action: AlarmAction::Activate,
+            member: AlarmMember {
+                member_id: self.config.member_id.0,
+                alarm: AlarmType::NoSpace,
+            },
+        });
+        self.propose_internal(alarm);
+        Err(KvError::NoSpace)
+    }
+
+    /// The configured quota; 0 means etcd's default.
+    fn quota_backend_bytes(&self) -> u64 {
+        match self.config.quota_backend_bytes {
+            0 => super::config::QUOTA_BACKEND_BYTES_DEFAULT,
+            quota => quota,
         }
     }
 
@@ -1082,6 +1146,11 @@ impl Driver {
         if let Command::LeaseRevoke { id } = &envelope.command {
             self.lease_revokes_pending.remove(id);
         }
+        if let Err(error) = &applied.response {
+            // Internal proposals have nobody to tell (e.g. an auto
+            // compaction behind a client's compaction).
+            debug!(index = index.0, %error, "applied command failed");
+        }
         let matches = self
             .pending_proposals
             .get(&envelope.request_id)
@@ -1207,12 +1276,15 @@ impl Driver {
 
     fn status(&self) -> StatusInfo {
         let status = self.raft.status();
-        let db_size = i64::try_from(self.store.size_bytes()).unwrap_or(i64::MAX);
+        // etcd's dbSize is the backend file's size on disk; ours is the data
+        // dir's (WAL segments and snapshots). In use: the live state.
+        let db_size_in_use = i64::try_from(self.store.size_bytes()).unwrap_or(i64::MAX);
+        let on_disk = i64::try_from(self.metrics.wal_size_bytes()).unwrap_or(i64::MAX);
         StatusInfo {
             header: self.header(),
             version: SERVER_VERSION.to_string(),
-            db_size,
-            db_size_in_use: db_size,
+            db_size: on_disk.max(db_size_in_use),
+            db_size_in_use,
             leader: status.leader.map_or(0, |id| id.0),
             raft_index: status.commit.0,
             raft_term: status.term.0,

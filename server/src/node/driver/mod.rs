@@ -1233,6 +1233,7 @@ impl Driver {
     }
 
     /// O(n) consistency checks, run after every turn in debug builds.
+    #[cfg(debug_assertions)]
     fn check_invariants(&self) {
         let commit = self.raft.commit_index();
         assert!(

@@ -1,16 +1,18 @@
 # Cairn's front door.
 #   make run      a one-node cluster on 127.0.0.1:2379 (data in ./default.cairn)
 #   make cluster  three members on 127.0.0.1 (clients 2379/22379/32379), Ctrl-C stops all
-#   make test     every test (installs etcdctl from Debian if missing)
+#   make test     every test: unit, e2e with etcdctl, simulator bug hunt and scenarios
+#   make sim SCENARIO=name SEED=n [BUG=name]   one simulator run, replayable
+#   make scenarios                              every scenario over fixed + fresh seeds
 #   make check    fmt --check, clippy -D warnings, core purity
 SHELL := /bin/bash
 CARGO ?= cargo
 SIM_TARGET_DIR ?= target-sim
 
-.PHONY: help build release run cluster test check fmt clippy purity deps-etcd bench
+.PHONY: help build release run cluster test test-unit test-sim check fmt clippy purity deps-etcd bench sim sim-build scenarios
 
 help:
-	@sed -n '2,6p' Makefile | sed 's/^# *//'
+	@sed -n '2,8p' Makefile | sed 's/^# *//'
 
 build:
 	$(CARGO) build --workspace
@@ -32,11 +34,35 @@ deps-etcd:
 	fi
 	@etcdctl version | head -1
 
+test: test-unit test-sim
+
 # `etcdctl check perf` judges latency, so it runs alone after the rest.
-test: deps-etcd
+test-unit: deps-etcd
 	$(CARGO) build --workspace
 	$(CARGO) nextest run --workspace --no-fail-fast -E 'not test(check_perf)'
 	$(CARGO) nextest run -p cairn-tests --no-fail-fast -E 'test(check_perf)'
+
+# The simulator: the production driver under madsim (its own target dir).
+SIM_ENV := RUSTFLAGS="--cfg madsim"
+SIM_CARGO := $(SIM_ENV) $(CARGO)
+SIM_FLAGS := --release -p cairn-sim --target-dir $(SIM_TARGET_DIR)
+
+sim-build:
+	$(SIM_CARGO) build $(SIM_FLAGS) --bins --test planted_bugs
+
+# Planted bugs are caught, clean runs stay clean, replays are deterministic;
+# then every scenario over the fixed seeds plus a fresh one.
+test-sim: sim-build
+	$(SIM_CARGO) test $(SIM_FLAGS) --test planted_bugs
+	$(MAKE) scenarios
+
+sim: sim-build
+	$(SIM_CARGO) run $(SIM_FLAGS) -- run --scenario scenarios/$(SCENARIO).scn --seed $(SEED) \
+	  $(if $(BUG),--bug $(BUG),) --check-determinism
+
+scenarios: sim-build
+	$(SIM_CARGO) run $(SIM_FLAGS) -- scenarios --seeds 1,2,3 --fresh 1 --budget-secs 540 \
+	  --check-determinism
 
 check: fmt clippy purity
 

@@ -631,6 +631,11 @@ impl Driver {
     fn on_tick(&mut self) {
         self.ticks += 1;
         self.raft.tick();
+        // The data dir's size takes a directory listing and a stat per
+        // file: refreshed once a tick, off the per-Ready write path.
+        self.metrics
+            .wal_size_bytes
+            .store(self.log_store.size_bytes(), Ordering::Relaxed);
         self.expire_waiters();
         self.propose_waiting_conf_changes();
         if self.is_leader() {
@@ -957,9 +962,6 @@ impl Driver {
                 ready.snapshot.as_ref(),
             )?;
             self.metrics.fsync_durations.observe(started.elapsed());
-            self.metrics
-                .wal_size_bytes
-                .store(self.log_store.size_bytes(), Ordering::Relaxed);
         }
         for entry in &ready.entries {
             add_peer_from_entry(&mut self.transport, entry);

@@ -455,10 +455,14 @@ impl Raft {
         };
         let soft_state = (soft_state != self.soft_state_reported).then_some(soft_state);
         let hard_state = self.hard_state();
+        let term_or_vote_changed = hard_state.term != self.hard_state_reported.term
+            || hard_state.vote != self.hard_state_reported.vote;
         let hard_state = (hard_state != self.hard_state_reported).then_some(hard_state);
         let ready = Ready {
             soft_state,
             hard_state,
+            term_or_vote_changed,
+            from_leader: self.role == Role::Leader && !term_or_vote_changed,
             snapshot: self.log.take_unstable_snapshot(),
             entries: self.log.unstable_entries().to_vec(),
             messages: std::mem::take(&mut self.messages),

@@ -370,6 +370,7 @@ pub async fn start(
         proposal_deadlines: VecDeque::new(),
         reads_unsent: Vec::new(),
         reads_in_flight: BTreeMap::new(),
+        read_round_tick: 0,
         reads_awaiting_apply: Vec::new(),
         pending_forwards: BTreeMap::new(),
         pending_conf_changes: Vec::new(),
@@ -491,6 +492,8 @@ struct Driver {
     proposal_deadlines: VecDeque<(Instant, u64)>,
     reads_unsent: Vec<ReadRequest>,
     reads_in_flight: BTreeMap<u64, ReadBatch>,
+    /// The tick the last ReadIndex round started in.
+    read_round_tick: u64,
     /// Reads whose read index is known, in ReadState order.
     reads_awaiting_apply: Vec<(Index, ReadBatch)>,
     pending_forwards: BTreeMap<u64, ForwardWaiter>,

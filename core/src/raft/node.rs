@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tracing::{debug, trace};
+use tracing::{debug, info, trace};
 
 use super::config::Config;
 use super::entry::{
@@ -435,6 +435,35 @@ impl Raft {
             if progress.state == super::progress::ProgressState::Replicate {
                 progress.become_probe();
             }
+        }
+        self.check_invariants();
+    }
+
+    /// Tells the core that `id`'s process is gone: its peer port refuses
+    /// connections, which the transport learns within a heartbeat of a
+    /// crash, long before an election timeout. A follower whose leader that
+    /// is forgets it — so its leader lease no longer holds back (pre-)votes —
+    /// and campaigns after `1 + rank` ticks, its rank being the number of
+    /// other surviving voters with a smaller ID, so that followers who all
+    /// learn it at once take turns instead of splitting the vote. Elections
+    /// are safe whenever they start; this only moves when. A live leader's
+    /// port never refuses connections, and a paused or partitioned one keeps
+    /// the usual election timeout.
+    pub fn report_leader_down(&mut self, id: NodeId) {
+        if self.role != Role::Follower || self.leader != Some(id) {
+            return;
+        }
+        info!(id = %self.id, term = self.term.0, leader = %id, "leader is down: forgetting it");
+        self.leader = None;
+        if self.promotable() {
+            let rank = self
+                .conf_state
+                .voters
+                .iter()
+                .filter(|&&voter| voter != id && voter < self.id)
+                .count() as u64;
+            let ticks_left = (1 + rank).min(self.randomized_election_timeout);
+            self.election_elapsed = self.randomized_election_timeout - ticks_left;
         }
         self.check_invariants();
     }

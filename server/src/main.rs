@@ -7,13 +7,6 @@ use std::process::ExitCode;
 
 use cairn_server::config::{ConfigError, ServerConfig};
 
-/// mimalloc rather than glibc's malloc: under load glibc's per-thread arenas
-/// and chunk consolidation cost ~10% of a member's CPU and fragment the
-/// heap (see ARCHITECTURE.md, "Performance").
-#[cfg(not(madsim))]
-#[global_allocator]
-static GLOBAL_ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Exit status for an unusable configuration or a failed start.
 const EXIT_FAILURE: u8 = 1;
 

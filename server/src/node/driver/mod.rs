@@ -1216,7 +1216,8 @@ impl Driver {
         .encode();
         self.raft.compact(applied, data);
         // The core fills the term and the configuration as of `applied`.
-        let Some(snapshot) = self.raft.snapshot().cloned() else {
+        // Borrowed, not cloned: the snapshot is the whole state.
+        let Some(snapshot) = self.raft.snapshot() else {
             panic!("no snapshot after compacting at {applied}");
         };
         assert!(
@@ -1225,7 +1226,7 @@ impl Driver {
             snapshot.metadata.index
         );
         let started = Instant::now();
-        self.log_store.save_snapshot(&snapshot)?;
+        self.log_store.save_snapshot(snapshot)?;
         info!(
             index = applied.0,
             bytes = snapshot.data.len(),

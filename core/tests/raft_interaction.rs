@@ -373,6 +373,10 @@ impl Environment {
                 let (id, peer) = (command.id(0), command.id(1));
                 self.node(id).raft.report_unreachable(peer);
             }
+            "report-leader-down" => {
+                let (id, peer) = (command.id(0), command.id(1));
+                self.node(id).raft.report_leader_down(peer);
+            }
             "process-ready" => {
                 let selected = self.selected(command);
                 self.process_ready(&selected, &mut out);

@@ -49,6 +49,11 @@ enum Action {
     Propose(usize, u8),
     Campaign(usize),
     Restart(usize),
+    /// Crash while a Ready's duty 1 is being made durable (a leader's
+    /// messages may already be out).
+    CrashDuringPersist(usize),
+    /// The transport reports a peer down (true or not: safety must hold).
+    ReportLeaderDown(usize, usize),
     Compact(usize),
     Transfer(usize, usize),
     ReadIndex(usize),
@@ -74,6 +79,8 @@ fn action() -> impl Strategy<Value = Action> {
         6 => (any::<usize>(), any::<u8>()).prop_map(|(n, v)| Action::Propose(n, v)),
         1 => any::<usize>().prop_map(Action::Campaign),
         1 => any::<usize>().prop_map(Action::Restart),
+        1 => any::<usize>().prop_map(Action::CrashDuringPersist),
+        1 => (any::<usize>(), any::<usize>()).prop_map(|(n, m)| Action::ReportLeaderDown(n, m)),
         1 => any::<usize>().prop_map(Action::Compact),
         1 => (any::<usize>(), any::<usize>()).prop_map(|(n, t)| Action::Transfer(n, t)),
         1 => any::<usize>().prop_map(Action::ReadIndex),
@@ -244,6 +251,16 @@ impl Cluster {
             Action::Restart(n) => {
                 let id = self.pick(n);
                 self.node(id).restart();
+            }
+            Action::ReportLeaderDown(n, m) => {
+                let (id, peer) = (self.pick(n), self.pick(m));
+                self.node(id).raft.report_leader_down(peer);
+            }
+            Action::CrashDuringPersist(n) => {
+                let id = self.pick(n);
+                let mut outbox = Vec::new();
+                self.node(id).crash_during_persist(&mut outbox);
+                self.network.extend(outbox);
             }
             Action::Compact(n) => {
                 let id = self.pick(n);

@@ -12,7 +12,7 @@ use cairn_core::raft::{
     ConfState, Entry, EntryKind, HardState, Index, NodeId, Snapshot, SnapshotMetadata, Term,
 };
 use cairn_server::storage::{
-    Disk, OsDisk, RaftStorage, Recovered, SimDisk, StorageConfig, StorageError,
+    Disk, Durability, OsDisk, RaftStorage, Recovered, SimDisk, StorageConfig, StorageError,
 };
 
 const DATA: &str = "/data";
@@ -759,4 +759,70 @@ fn steady_snapshots_keep_the_data_directory_bounded() {
     let (_, recovered) = open(&disk, small_segments());
     assert_eq!(recovered.state.snapshot, Some(snapshot(1990, 1)));
     assert_eq!(recovered.state.entries, entries(1991, 2000, 1));
+}
+
+/// A hard state written without an fsync (only its commit moved) is lost by
+/// a crash, and only it: the synced entries and hard state before it stay.
+/// The next synced write makes it durable too.
+#[test]
+fn commit_written_unsynced_is_lost_by_a_crash_until_the_next_sync() {
+    let disk = SimDisk::new(3);
+    let (mut storage, _) = open(&disk, StorageConfig::default());
+    storage
+        .persist(Some(&hard_state(2, 1, 0)), &entries(1, 3, 2), None)
+        .unwrap();
+    storage
+        .persist_with(Some(&hard_state(2, 1, 3)), &[], None, Durability::Written)
+        .unwrap();
+    drop(storage);
+    disk.crash();
+    let (mut storage, recovered) = open(&disk, StorageConfig::default());
+    assert_eq!(recovered.state.hard_state, hard_state(2, 1, 0));
+    assert_eq!(recovered.state.entries, entries(1, 3, 2));
+
+    storage
+        .persist_with(Some(&hard_state(2, 1, 2)), &[], None, Durability::Written)
+        .unwrap();
+    storage.persist(None, &entries(4, 4, 2), None).unwrap();
+    drop(storage);
+    disk.crash();
+    let (_, recovered) = open(&disk, StorageConfig::default());
+    assert_eq!(recovered.state.hard_state, hard_state(2, 1, 2));
+    assert_eq!(recovered.state.entries, entries(1, 4, 2));
+}
+
+/// A segment that ends in an unsynced write is synced before the next one
+/// starts: only the last segment may end torn, so a crash after the roll
+/// over must not leave a damaged segment in the middle of the log.
+#[test]
+fn roll_over_syncs_an_unsynced_tail_first() {
+    let disk = SimDisk::new(5);
+    let (mut storage, _) = open(&disk, small_segments());
+    let mut commit = 0;
+    for index in 1..=40 {
+        storage
+            .persist(Some(&hard_state(1, 1, commit)), &[entry(index, 1)], None)
+            .unwrap();
+        commit = index;
+        storage
+            .persist_with(
+                Some(&hard_state(1, 1, commit)),
+                &[],
+                None,
+                Durability::Written,
+            )
+            .unwrap();
+    }
+    let segments = storage.wal_segment_paths();
+    assert!(segments.len() > 3, "segments rolled over");
+    let sealed = &segments[..segments.len() - 1];
+    let lengths: Vec<u64> = sealed.iter().map(|p| disk.file_len(p).unwrap()).collect();
+    drop(storage);
+    let torn = disk.crash_tearing_last_write();
+    assert!(torn.is_some(), "the last commit was written unsynced");
+    let after: Vec<u64> = sealed.iter().map(|p| disk.file_len(p).unwrap()).collect();
+    assert_eq!(after, lengths, "a sealed segment lost its unsynced tail");
+    let (_, recovered) = open(&disk, small_segments());
+    assert_eq!(recovered.state.entries, entries(1, 40, 1));
+    assert!(recovered.state.hard_state.commit >= Index(39));
 }

@@ -37,6 +37,10 @@ pub const INITIAL_REVISION: Revision = 1;
 /// for [`Mvcc::size_bytes`].
 const CHANGE_OVERHEAD_BYTES: u64 = 64;
 
+/// Below this many retained changes a key's history grows one change at a
+/// time; beyond it, by doubling (amortized O(1) for hot keys).
+const KEY_HISTORY_EXACT_GROWTH_MAX: usize = 4;
+
 /// One change of one key: a put (the key's state after it) or a tombstone.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
@@ -469,6 +473,11 @@ impl Mvcc {
                 last.position()
             );
         }
+        if history.changes.len() < KEY_HISTORY_EXACT_GROWTH_MAX {
+            // Most keys keep a few changes: grow those exactly rather than
+            // doubling (a second change would otherwise reserve room for 4).
+            history.changes.reserve_exact(1);
+        }
         history.changes.push(change);
     }
 
@@ -525,7 +534,10 @@ impl Mvcc {
             .enumerate()
             .map(|(sub, key)| self.event_at(key, self.revision, sub as u32))
             .collect();
-        self.log.push_back(pending.keys);
+        let mut keys = pending.keys;
+        // Most revisions change one key: keep no spare capacity per revision.
+        keys.shrink_to_fit();
+        self.log.push_back(keys);
         events
     }
 

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tracing::{debug, trace};
+use tracing::{debug, info, trace};
 
 use super::config::Config;
 use super::entry::{
@@ -439,6 +439,35 @@ impl Raft {
         self.check_invariants();
     }
 
+    /// Tells the core that `id`'s process is gone: its peer port refuses
+    /// connections, which the transport learns within a heartbeat of a
+    /// crash, long before an election timeout. A follower whose leader that
+    /// is forgets it — so its leader lease no longer holds back (pre-)votes —
+    /// and campaigns after `1 + rank` ticks, its rank being the number of
+    /// other surviving voters with a smaller ID, so that followers who all
+    /// learn it at once take turns instead of splitting the vote. Elections
+    /// are safe whenever they start; this only moves when. A live leader's
+    /// port never refuses connections, and a paused or partitioned one keeps
+    /// the usual election timeout.
+    pub fn report_leader_down(&mut self, id: NodeId) {
+        if self.role != Role::Follower || self.leader != Some(id) {
+            return;
+        }
+        info!(id = %self.id, term = self.term.0, leader = %id, "leader is down: forgetting it");
+        self.leader = None;
+        if self.promotable() {
+            let rank = self
+                .conf_state
+                .voters
+                .iter()
+                .filter(|&&voter| voter != id && voter < self.id)
+                .count() as u64;
+            let ticks_left = (1 + rank).min(self.randomized_election_timeout);
+            self.election_elapsed = self.randomized_election_timeout - ticks_left;
+        }
+        self.check_invariants();
+    }
+
     /// Work for the driver, if any. Call [`Raft::advance`] with it before
     /// asking for the next one.
     pub fn ready(&mut self) -> Option<Ready> {
@@ -455,10 +484,14 @@ impl Raft {
         };
         let soft_state = (soft_state != self.soft_state_reported).then_some(soft_state);
         let hard_state = self.hard_state();
+        let term_or_vote_changed = hard_state.term != self.hard_state_reported.term
+            || hard_state.vote != self.hard_state_reported.vote;
         let hard_state = (hard_state != self.hard_state_reported).then_some(hard_state);
         let ready = Ready {
             soft_state,
             hard_state,
+            term_or_vote_changed,
+            from_leader: self.role == Role::Leader && !term_or_vote_changed,
             snapshot: self.log.take_unstable_snapshot(),
             entries: self.log.unstable_entries().to_vec(),
             messages: std::mem::take(&mut self.messages),

@@ -75,9 +75,21 @@ impl ReadOnly {
         self.round_unsent = true;
     }
 
-    /// Starts the next round if reads wait for one; returns its number.
+    /// Starts the next round if reads wait for one and no round is in
+    /// flight; returns its number. One round at a time: the reads that
+    /// arrive while a round is out (the leader's own and every follower's)
+    /// all share the next, so under load one heartbeat exchange confirms
+    /// many reads. A lost round is retried by the next plain heartbeat,
+    /// which carries it.
     pub(crate) fn start_round(&mut self) -> Option<u64> {
         if !self.round_unsent {
+            return None;
+        }
+        if self
+            .pending
+            .front()
+            .is_some_and(|read| read.round <= self.round_sent)
+        {
             return None;
         }
         self.round_unsent = false;

@@ -44,8 +44,14 @@ pub struct ReadState {
 pub struct Ready {
     /// Changed role or leader; informational, nothing to persist.
     pub soft_state: Option<SoftState>,
-    /// Duty 1: persist (fsync) before sending `messages`, if `Some`.
+    /// Duty 1: persist before sending `messages`, if `Some`. Only a change
+    /// of term or vote needs an fsync ([`Ready::must_sync`]); a hard state
+    /// whose commit index alone moved may be written without one, as etcd
+    /// does: a commit index lost in a crash is learned again from the leader.
     pub hard_state: Option<HardState>,
+    /// The hard state's term or vote changed since the last Ready: it must
+    /// be durable (fsynced) before any message goes out.
+    pub term_or_vote_changed: bool,
     /// Duty 1: persist (fsync) a snapshot received from the leader, replacing
     /// the stored log; then restore the state machine from it before applying
     /// any entry after it. A snapshot at index 0 (empty data) is the
@@ -55,9 +61,18 @@ pub struct Ready {
     /// Duty 1: append to stable storage (fsync) before sending `messages`.
     /// An entry at an index already stored replaces it and everything after.
     pub entries: Vec<Entry>,
-    /// Duty 2: send to their `to` after duties 1 are durable. Delivery may
-    /// fail silently (Raft retries); `Raft::report_unreachable` speeds that up.
+    /// Duty 2: send to their `to` after duties 1 are durable — unless
+    /// `from_leader`. Delivery may fail silently (Raft retries);
+    /// `Raft::report_unreachable` speeds that up.
     pub messages: Vec<Message>,
+    /// The Ready comes from a leader, whose messages may go out before (or
+    /// while) duty 1 is made durable (Raft thesis §10.2.1: the leader writes
+    /// its own log in parallel with replicating it). This is safe because a
+    /// leader counts itself towards a quorum only for entries `advance`
+    /// reported durable, and its messages (appends, heartbeats, snapshots,
+    /// TimeoutNow) never vouch for its own durable state. A candidate's vote
+    /// requests and a follower's responses do, so they wait.
+    pub from_leader: bool,
     /// Duty 3: apply to the state machine, in order. They are committed and
     /// already durable on a quorum. `advance` records the last one as the
     /// applied index. At most `READY_COMMITTED_BYTES_MAX` bytes per Ready.
@@ -80,8 +95,15 @@ impl Ready {
             && self.read_states.is_empty()
     }
 
-    /// True when duty 1 needs a disk write (and so an fsync).
-    pub fn must_sync(&self) -> bool {
+    /// True when duty 1 needs a disk write.
+    pub fn must_write(&self) -> bool {
         self.hard_state.is_some() || self.snapshot.is_some() || !self.entries.is_empty()
+    }
+
+    /// True when duty 1 must also be fsynced before messages go out or
+    /// entries are applied: new entries, a snapshot, or a new term or vote.
+    /// A hard state that differs only in its commit index need not be.
+    pub fn must_sync(&self) -> bool {
+        self.term_or_vote_changed || self.snapshot.is_some() || !self.entries.is_empty()
     }
 }

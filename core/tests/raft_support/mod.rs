@@ -10,16 +10,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use cairn_core::raft::{
-    ConfChange, Config, Entry, EntryKind, Index, Message, MessageBody, NodeId, PersistedState,
-    Raft, ReadState, Ready, Role, Snapshot, Start, Term,
+    ConfChange, Config, Entry, EntryKind, HardState, Index, Message, MessageBody, NodeId,
+    PersistedState, Raft, ReadState, Ready, Role, Snapshot, Start, Term,
 };
 
 /// One node: the core, what its driver persisted, and its state machine.
 pub struct TestNode {
     pub raft: Raft,
     pub config: Config,
-    /// What survives a crash: written in Ready duty 1.
+    /// What Ready duty 1 wrote. A crash keeps all of it except a hard state
+    /// written without an fsync (only its commit index moved).
     pub disk: PersistedState,
+    /// The hard state as of the last fsync: what a crash falls back to.
+    pub synced_hard_state: HardState,
     /// The state machine: applied normal entries as (index, data).
     pub state: Vec<(Index, String)>,
     pub applied: Index,
@@ -38,6 +41,7 @@ impl TestNode {
             raft,
             config,
             disk: PersistedState::default(),
+            synced_hard_state: HardState::default(),
             state: Vec::new(),
             applied: Index(0),
             applied_log: BTreeMap::new(),
@@ -48,6 +52,8 @@ impl TestNode {
 
     /// Crashes the node (losing everything not in Ready duty 1) and restarts it.
     pub fn restart(&mut self) {
+        // The unsynced hard state write (commit index only) is lost.
+        self.disk.hard_state = self.synced_hard_state;
         self.raft = Raft::new(self.config.clone(), Start::Restart(self.disk.clone()));
         match &self.disk.snapshot {
             Some(snapshot) => {
@@ -69,6 +75,8 @@ impl TestNode {
             if snapshot.metadata.index == index {
                 self.disk.snapshot = Some(snapshot.clone());
                 self.disk.entries.retain(|e| e.index > index);
+                // Saving a snapshot syncs the log, and what was written before.
+                self.synced_hard_state = self.disk.hard_state;
             }
         }
     }
@@ -90,6 +98,9 @@ impl TestNode {
         if let Some(first) = ready.entries.first() {
             self.disk.entries.retain(|e| e.index < first.index);
             self.disk.entries.extend(ready.entries.iter().cloned());
+        }
+        if ready.must_sync() {
+            self.synced_hard_state = self.disk.hard_state;
         }
         // Duty 2: send.
         outbox.extend(ready.messages.iter().cloned());
@@ -126,6 +137,23 @@ impl TestNode {
         self.pending_reads = waiting;
         self.raft.advance(ready);
         Some(lines)
+    }
+}
+
+impl TestNode {
+    /// Takes a Ready and crashes while its duty 1 is being made durable:
+    /// a leader's messages, which may go out before its own write, are
+    /// sent; nothing of the Ready is persisted. Returns false when the core
+    /// had nothing to do.
+    pub fn crash_during_persist(&mut self, outbox: &mut Vec<Message>) -> bool {
+        let Some(ready) = self.raft.ready() else {
+            return false;
+        };
+        if ready.from_leader {
+            outbox.extend(ready.messages.iter().cloned());
+        }
+        self.restart();
+        true
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use cairn_core::raft::{Entry, HardState, PersistedState, Snapshot};
 use tracing::warn;
 
-use crate::storage::{Disk, RaftStorage, StorageError};
+use crate::storage::{Disk, Durability, RaftStorage, StorageError};
 
 /// A storage failure. The node stops on any of them: after a failed fsync
 /// nothing written since the last good one can be trusted.
@@ -36,13 +36,16 @@ pub struct Recovery {
 
 /// Durable storage for one member's Raft log.
 pub trait LogStore: Send {
-    /// Makes a Ready's duty-1 state durable: one write, one fsync. Entries
-    /// at indexes already stored replace them and everything after them.
+    /// Writes a Ready's duty-1 state: one write, and one fsync unless
+    /// `durability` is [`Durability::Written`] (only the commit index
+    /// moved). Entries at indexes already stored replace them and
+    /// everything after them.
     fn persist(
         &mut self,
         hard_state: Option<&HardState>,
         entries: &[Entry],
         snapshot: Option<&Snapshot>,
+        durability: Durability,
     ) -> Result<(), LogStoreError>;
     /// Makes a snapshot the driver took durable; the log before it may go.
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), LogStoreError>;
@@ -82,8 +85,11 @@ impl LogStore for RaftStorage {
         hard_state: Option<&HardState>,
         entries: &[Entry],
         snapshot: Option<&Snapshot>,
+        durability: Durability,
     ) -> Result<(), LogStoreError> {
-        Ok(RaftStorage::persist(self, hard_state, entries, snapshot)?)
+        Ok(RaftStorage::persist_with(
+            self, hard_state, entries, snapshot, durability,
+        )?)
     }
 
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), LogStoreError> {
@@ -197,6 +203,8 @@ impl LogStore for MemoryLogStore {
         hard_state: Option<&HardState>,
         entries: &[Entry],
         snapshot: Option<&Snapshot>,
+        // Every write to memory is as good as synced.
+        _durability: Durability,
     ) -> Result<(), LogStoreError> {
         let mut contents = self.disk.lock();
         contents.check_writable()?;

@@ -54,6 +54,7 @@ pub use self::error::StorageError;
 pub use self::sim_disk::{SimDisk, SimDiskStats, TornWrite};
 pub use self::snapshot::SNAPSHOT_FILES_KEPT;
 pub use self::wal::segment::SEGMENT_BYTES_MAX_DEFAULT;
+pub use self::wal::Durability;
 
 use self::snapshot::SnapshotStore;
 use self::wal::record::SnapshotMarker;
@@ -253,6 +254,19 @@ impl RaftStorage {
         entries: &[Entry],
         snapshot: Option<&Snapshot>,
     ) -> Result<(), StorageError> {
+        self.persist_with(hard_state, entries, snapshot, Durability::Synced)
+    }
+
+    /// [`RaftStorage::persist`] with a choice of durability: a Ready whose
+    /// only change is the hard state's commit index may be written without
+    /// an fsync ([`Durability::Written`]); anything else must be synced.
+    pub fn persist_with(
+        &mut self,
+        hard_state: Option<&HardState>,
+        entries: &[Entry],
+        snapshot: Option<&Snapshot>,
+        durability: Durability,
+    ) -> Result<(), StorageError> {
         self.refuse_if_poisoned()?;
         let marker = match snapshot {
             Some(snapshot) => {
@@ -264,7 +278,7 @@ impl RaftStorage {
             }
             None => None,
         };
-        let result = self.wal.append(marker, entries, hard_state);
+        let result = self.wal.append(marker, entries, hard_state, durability);
         self.poison_on_error(result)?;
         if let Some(marker) = marker {
             self.snapshot = Some(marker);

@@ -128,13 +128,25 @@ impl SnapshotStore {
         };
         let path = self.path(marker);
         let temporary = path.with_extension(format!("snap{TEMPORARY_SUFFIX}"));
-        let body = bincode::serialize(snapshot)
-            .unwrap_or_else(|error| panic!("bincode failed to encode a snapshot: {error}"));
-        let mut bytes = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + body.len());
+        // The body is encoded in place after a header filled in afterwards:
+        // the snapshot is the whole state, so no second copy of it is made.
+        let body_bytes = bincode::serialized_size(snapshot)
+            .unwrap_or_else(|error| panic!("bincode failed to size a snapshot: {error}"));
+        let mut bytes = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + body_bytes as usize);
         bytes.extend_from_slice(&SNAPSHOT_MAGIC);
-        bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
-        bytes.extend_from_slice(&body);
+        bytes.extend_from_slice(&body_bytes.to_le_bytes());
+        bytes.extend_from_slice(&[0; 4]);
+        assert_eq!(bytes.len(), SNAPSHOT_HEADER_BYTES, "snapshot header layout");
+        bincode::serialize_into(&mut bytes, snapshot)
+            .unwrap_or_else(|error| panic!("bincode failed to encode a snapshot: {error}"));
+        assert_eq!(
+            bytes.len() as u64,
+            SNAPSHOT_HEADER_BYTES as u64 + body_bytes,
+            "snapshot body size"
+        );
+        let checksum = crc32c::crc32c(&bytes[SNAPSHOT_HEADER_BYTES..]);
+        bytes[SNAPSHOT_HEADER_BYTES - 4..SNAPSHOT_HEADER_BYTES]
+            .copy_from_slice(&checksum.to_le_bytes());
         if cfg!(debug_assertions) {
             // Pair assertion: what we write must read back as written.
             let decoded = decode(&path, marker, &bytes).expect("fresh snapshot bytes decode");

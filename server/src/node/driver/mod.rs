@@ -21,8 +21,8 @@ use cairn_core::kv::{
     KvConfig, KvError, KvStore, LeaseCheckpoint, LeaseId, StreamId, WatchHub, WatchResponse,
 };
 use cairn_core::raft::{
-    ConfChange, Config, Entry, EntryKind, Index, NodeId, ProposeError, Raft, ReadState, Ready,
-    Role, Snapshot, Start, Term,
+    ConfChange, Config, Entry, EntryKind, Index, Message, NodeId, ProposeError, Raft, ReadState,
+    Ready, Role, Snapshot, Start, Term,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, error, info, trace, warn};
 
-use crate::storage::Disk;
+use crate::storage::{Disk, Durability};
 use crate::transport::{
     PeerError, PeerMessage, PeerRequest, PeerResponse, SendError, Transport, TransportConfig,
     TransportError, TransportEvent,
@@ -370,6 +370,7 @@ pub async fn start(
         proposal_deadlines: VecDeque::new(),
         reads_unsent: Vec::new(),
         reads_in_flight: BTreeMap::new(),
+        read_round_tick: 0,
         reads_awaiting_apply: Vec::new(),
         pending_forwards: BTreeMap::new(),
         pending_conf_changes: Vec::new(),
@@ -491,6 +492,8 @@ struct Driver {
     proposal_deadlines: VecDeque<(Instant, u64)>,
     reads_unsent: Vec<ReadRequest>,
     reads_in_flight: BTreeMap<u64, ReadBatch>,
+    /// The tick the last ReadIndex round started in.
+    read_round_tick: u64,
     /// Reads whose read index is known, in ReadState order.
     reads_awaiting_apply: Vec<(Index, ReadBatch)>,
     pending_forwards: BTreeMap<u64, ForwardWaiter>,
@@ -947,8 +950,21 @@ impl Driver {
             self.on_soft_state(soft_state.leader, soft_state.role);
         }
 
-        // Duty 1: persist, with one write and one fsync.
-        if ready.must_sync() {
+        // A leader's messages go out first, so that its own write overlaps
+        // the followers' (Raft thesis §10.2.1); anyone else's wait for
+        // duty 1, which they vouch for.
+        if ready.from_leader {
+            self.send_messages(std::mem::take(&mut ready.messages));
+        }
+
+        // Duty 1: persist, with one write and (unless only the commit index
+        // moved) one fsync.
+        if ready.must_write() {
+            let durability = if ready.must_sync() {
+                Durability::Synced
+            } else {
+                Durability::Written
+            };
             let started = Instant::now();
             #[cfg(madsim)]
             if self.planted(PlantedBug::ForgetVote) {
@@ -960,8 +976,11 @@ impl Driver {
                 ready.hard_state.as_ref(),
                 &ready.entries,
                 ready.snapshot.as_ref(),
+                durability,
             )?;
-            self.metrics.fsync_durations.observe(started.elapsed());
+            if durability == Durability::Synced {
+                self.metrics.fsync_durations.observe(started.elapsed());
+            }
         }
         for entry in &ready.entries {
             add_peer_from_entry(&mut self.transport, entry);
@@ -971,28 +990,7 @@ impl Driver {
         }
 
         // Duty 2: send, now that what the messages depend on is durable.
-        for message in std::mem::take(&mut ready.messages) {
-            let to = message.to;
-            let message = PeerMessage::Raft(message);
-            let copies = match &self.config.observer {
-                None => 1,
-                Some(observer) => match observer.on_send(self.config.member_id, to, &message) {
-                    MessageFate::Deliver => 1,
-                    MessageFate::Drop => 0,
-                    MessageFate::Duplicate => 2,
-                },
-            };
-            for _ in 0..copies {
-                match self.transport.send(to, message.clone()) {
-                    Ok(()) => {}
-                    Err(SendError::UnknownPeer { peer }) => {
-                        debug!(peer = %peer, "no address for peer");
-                        self.raft.report_unreachable(peer);
-                    }
-                    Err(error @ SendError::QueueFull { .. }) => debug!(%error, "message dropped"),
-                }
-            }
-        }
+        self.send_messages(std::mem::take(&mut ready.messages));
 
         // Duty 3: apply.
         // advance() reads the last committed entry to learn what was applied:
@@ -1033,6 +1031,33 @@ impl Driver {
             });
         }
         Ok(())
+    }
+
+    /// Hands Raft messages to the transport (through the simulator's
+    /// observer, which may drop or duplicate them).
+    fn send_messages(&mut self, messages: Vec<Message>) {
+        for message in messages {
+            let to = message.to;
+            let message = PeerMessage::Raft(message);
+            let copies = match &self.config.observer {
+                None => 1,
+                Some(observer) => match observer.on_send(self.config.member_id, to, &message) {
+                    MessageFate::Deliver => 1,
+                    MessageFate::Drop => 0,
+                    MessageFate::Duplicate => 2,
+                },
+            };
+            for _ in 0..copies {
+                match self.transport.send(to, message.clone()) {
+                    Ok(()) => {}
+                    Err(SendError::UnknownPeer { peer }) => {
+                        debug!(peer = %peer, "no address for peer");
+                        self.raft.report_unreachable(peer);
+                    }
+                    Err(error @ SendError::QueueFull { .. }) => debug!(%error, "message dropped"),
+                }
+            }
+        }
     }
 
     fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), NodeFailure> {
@@ -1191,7 +1216,8 @@ impl Driver {
         .encode();
         self.raft.compact(applied, data);
         // The core fills the term and the configuration as of `applied`.
-        let Some(snapshot) = self.raft.snapshot().cloned() else {
+        // Borrowed, not cloned: the snapshot is the whole state.
+        let Some(snapshot) = self.raft.snapshot() else {
             panic!("no snapshot after compacting at {applied}");
         };
         assert!(
@@ -1200,7 +1226,7 @@ impl Driver {
             snapshot.metadata.index
         );
         let started = Instant::now();
-        self.log_store.save_snapshot(&snapshot)?;
+        self.log_store.save_snapshot(snapshot)?;
         info!(
             index = applied.0,
             bytes = snapshot.data.len(),

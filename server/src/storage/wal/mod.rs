@@ -48,6 +48,18 @@ pub struct WalReplay {
     pub created: bool,
 }
 
+/// Whether a WAL write must be durable before it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Written and fsynced: survives a crash.
+    Synced,
+    /// Written only: a crash may lose it (and only it, with what follows).
+    /// Allowed for a hard state whose commit index alone moved, which a
+    /// restarted member learns again from the leader; the next synced write
+    /// makes it durable too.
+    Written,
+}
+
 /// Counters for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WalStats {
@@ -76,6 +88,9 @@ pub struct Wal {
     last_index: Index,
     /// The last hard state written, carried into each new segment.
     hard_state: Option<HardState>,
+    /// Bytes were appended to the open segment without a sync since the
+    /// last one (a [`Durability::Written`] batch).
+    unsynced: bool,
     /// The last snapshot marker written, carried into each new segment.
     snapshot: Option<SnapshotMarker>,
     /// Set by the first failed write or sync; the WAL refuses all work after.
@@ -214,6 +229,7 @@ impl Wal {
             file_bytes,
             last_index,
             hard_state: replay.hard_state,
+            unsynced: false,
             snapshot: replay.snapshot,
             poisoned: None,
             stats,
@@ -229,15 +245,23 @@ impl Wal {
         Ok((wal, WalReplay { created, ..replay }))
     }
 
-    /// Appends one Ready's worth of records with one write and one sync:
-    /// first the marker of a snapshot received from the leader (if any), then
-    /// `entries`, then `hard_state`. Returns once they are durable.
+    /// Appends one Ready's worth of records with one write and, for
+    /// [`Durability::Synced`], one sync: first the marker of a snapshot
+    /// received from the leader (if any), then `entries`, then `hard_state`.
+    /// Returns once they are written (and durable, when synced).
     pub fn append(
         &mut self,
         snapshot_installed: Option<SnapshotMarker>,
         entries: &[Entry],
         hard_state: Option<&HardState>,
+        durability: Durability,
     ) -> Result<(), StorageError> {
+        assert!(
+            durability == Durability::Synced
+                || (snapshot_installed.is_none() && entries.is_empty()),
+            "entries and snapshot markers must be synced ({} entries written unsynced)",
+            entries.len()
+        );
         self.refuse_if_poisoned()?;
         if snapshot_installed.is_none() && entries.is_empty() && hard_state.is_none() {
             return Ok(());
@@ -287,7 +311,7 @@ impl Wal {
         if let Some(hard_state) = hard_state {
             encode_record(RecordKind::HardState, hard_state, &mut buffer)?;
         }
-        self.write_batch(&mut buffer)?;
+        self.write_batch(&mut buffer, durability)?;
         self.last_index = last_index;
         if let Some(marker) = snapshot_installed {
             self.snapshot = Some(marker);
@@ -311,7 +335,7 @@ impl Wal {
         );
         let mut buffer = begin_batch();
         encode_record(RecordKind::Compacted, &marker, &mut buffer)?;
-        self.write_batch(&mut buffer)?;
+        self.write_batch(&mut buffer, Durability::Synced)?;
         self.snapshot = Some(marker);
         self.last_index = self.last_index.max(marker.index);
         self.check_invariants();
@@ -389,9 +413,14 @@ impl Wal {
     }
 
     /// Writes the batch in `buffer` (from [`begin_batch`]) to the current
-    /// segment (rolling over first when it is full) with one append and one
-    /// sync.
-    fn write_batch(&mut self, buffer: &mut [u8]) -> Result<(), StorageError> {
+    /// segment (rolling over first when it is full) with one append and, for
+    /// [`Durability::Synced`], one sync (which also makes every earlier
+    /// unsynced batch durable).
+    fn write_batch(
+        &mut self,
+        buffer: &mut [u8],
+        durability: Durability,
+    ) -> Result<(), StorageError> {
         finish_batch(buffer);
         if self.file_bytes >= self.segment_bytes_max {
             let result = self.roll_over();
@@ -401,20 +430,35 @@ impl Wal {
         let result = self
             .file
             .append(buffer)
-            .map_err(|error| StorageError::io("append to", &path, error))
-            .and_then(|()| {
-                self.file
-                    .sync()
-                    .map_err(|error| StorageError::io("sync", &path, error))
-            });
+            .map_err(|error| StorageError::io("append to", &path, error));
         self.poison_on_error(result)?;
         self.file_bytes += buffer.len() as u64;
-        self.stats.syncs += 1;
         self.stats.bytes_written += buffer.len() as u64;
+        self.unsynced = true;
+        if durability == Durability::Synced {
+            self.sync_segment()?;
+        }
+        Ok(())
+    }
+
+    /// Syncs the open segment.
+    fn sync_segment(&mut self) -> Result<(), StorageError> {
+        let path = self.current_path();
+        let result = self
+            .file
+            .sync()
+            .map_err(|error| StorageError::io("sync", &path, error));
+        self.poison_on_error(result)?;
+        self.stats.syncs += 1;
+        self.unsynced = false;
         Ok(())
     }
 
     fn roll_over(&mut self) -> Result<(), StorageError> {
+        // Only the last segment may end torn: finish this one durably first.
+        if self.unsynced {
+            self.sync_segment()?;
+        }
         let previous = *self.segments.last().expect("the WAL always has a segment");
         let name = SegmentName {
             sequence: previous.sequence + 1,

@@ -46,13 +46,16 @@ pub enum FrameError {
     Encode(#[source] bincode::Error),
 }
 
-/// The bincode options every frame uses: fixed-width integers and a size
-/// limit, so a forged length inside the payload cannot allocate more than
-/// a frame's worth.
+/// The encoding every frame uses: bincode with fixed-width integers,
+/// little-endian, trailing bytes refused.
+fn encoding() -> impl Options {
+    bincode::DefaultOptions::new().with_fixint_encoding()
+}
+
+/// [`encoding`] under a size limit, so a forged length inside the payload
+/// cannot allocate more than a frame's worth.
 fn codec() -> impl Options {
-    bincode::DefaultOptions::new()
-        .with_fixint_encoding()
-        .with_limit(u64::from(FRAME_BYTES_MAX))
+    encoding().with_limit(u64::from(FRAME_BYTES_MAX))
 }
 
 /// Encodes `value` as a frame payload.
@@ -75,9 +78,7 @@ pub fn encode_frame_into<T: Serialize>(buffer: &mut Vec<u8>, value: &T) -> Resul
         buffer: &mut *buffer,
         bytes_left: FRAME_BYTES_MAX as usize,
     };
-    let encoded = bincode::DefaultOptions::new()
-        .with_fixint_encoding()
-        .serialize_into(&mut writer, value);
+    let encoded = encoding().serialize_into(&mut writer, value);
     if let Err(error) = encoded {
         buffer.truncate(start);
         return Err(FrameError::Encode(error));

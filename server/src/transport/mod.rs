@@ -126,6 +126,13 @@ pub enum TransportEvent {
         /// The peer.
         peer: NodeId,
     },
+    /// `peer`'s process is gone: nothing listens at its address any more
+    /// (reported once per outage). Raft's followers use it to elect a new
+    /// leader without waiting for an election timeout.
+    PeerDown {
+        /// The peer.
+        peer: NodeId,
+    },
     /// `peer` says this member was removed from the cluster.
     RemovedFromCluster {
         /// The member that said so.

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_core::raft::NodeId;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, info, trace, warn};
@@ -73,6 +74,12 @@ pub(crate) async fn run_peer(
                 ever_connected = true;
                 backoff = config.reconnect_backoff_min;
                 let mut pending = first;
+                // The peer never writes on this connection after the
+                // handshake, so a read that returns is the connection
+                // ending: a crashed peer's kernel closes it at once, and
+                // reconnecting then tells a dead process (refused) from a
+                // network fault, long before an election timeout would.
+                let mut closed_probe = [0u8; 1];
                 loop {
                     let message = match pending.take() {
                         Some(message) => message,
@@ -82,6 +89,16 @@ pub(crate) async fn run_peer(
                                 None => return,
                             },
                             () = tokio::time::sleep(config.idle_ping_interval) => PeerMessage::Ping,
+                            read = stream.read(&mut closed_probe) => {
+                                let reason = match read {
+                                    Ok(0) => "closed by the peer".to_string(),
+                                    Ok(_) => "the peer wrote after the handshake".to_string(),
+                                    Err(error) => error.to_string(),
+                                };
+                                info!(peer = %peer, %reason, "lost the connection to peer");
+                                report_unreachable(&events, peer);
+                                break;
+                            }
                         },
                     };
                     let queue_state = batch.gather(message, &mut queue, peer, &dropped_messages);
@@ -111,7 +128,7 @@ pub(crate) async fn run_peer(
                     return;
                 }
             }
-            Err(ConnectError::Failed(error)) => {
+            Err(ConnectError::Failed { error, refused }) => {
                 failures += 1;
                 if first.is_some() {
                     dropped_messages.fetch_add(1, Ordering::Relaxed);
@@ -125,6 +142,11 @@ pub(crate) async fn run_peer(
                     debug!(peer = %peer, failures, %error, "cannot reach peer");
                 }
                 report_unreachable(&events, peer);
+                if refused && failures == 1 {
+                    // Nothing listens where the peer was: its process is
+                    // gone (a paused or cut-off peer would not refuse).
+                    let _ = events.try_send(TransportEvent::PeerDown { peer });
+                }
                 // Back off, dropping what is queued meanwhile: Raft resends.
                 if !drain_during(&mut queue, backoff, &dropped_messages).await {
                     return;
@@ -160,8 +182,18 @@ async fn drain_during(
 enum ConnectError {
     /// The peer refused us as a removed member.
     Removed,
-    /// Anything else, described.
-    Failed(String),
+    /// Anything else, described; `refused` when nothing listens at any of
+    /// the peer's addresses (its process is gone).
+    Failed { error: String, refused: bool },
+}
+
+impl ConnectError {
+    fn failed(error: String) -> ConnectError {
+        ConnectError::Failed {
+            error,
+            refused: false,
+        }
+    }
 }
 
 fn report_unreachable(events: &mpsc::Sender<TransportEvent>, peer: NodeId) {
@@ -172,42 +204,46 @@ fn report_unreachable(events: &mpsc::Sender<TransportEvent>, peer: NodeId) {
 /// Tries each URL in turn; returns a connection whose handshake was accepted.
 async fn connect(config: &PeerLinkConfig) -> Result<TcpStream, ConnectError> {
     let mut errors = Vec::new();
+    let mut all_refused = true;
     for url in &config.urls {
-        match connect_one(config, url).await {
+        match connect_and_handshake(config, url).await {
             Ok(stream) => return Ok(stream),
             Err(ConnectError::Removed) => return Err(ConnectError::Removed),
-            Err(ConnectError::Failed(error)) => errors.push(format!("{url}: {error}")),
+            Err(ConnectError::Failed { error, refused }) => {
+                all_refused &= refused;
+                errors.push(format!("{url}: {error}"));
+            }
         }
     }
     if errors.is_empty() {
-        return Err(ConnectError::Failed("the peer has no URLs".to_string()));
+        return Err(ConnectError::failed("the peer has no URLs".to_string()));
     }
-    Err(ConnectError::Failed(errors.join("; ")))
+    Err(ConnectError::Failed {
+        error: errors.join("; "),
+        refused: all_refused,
+    })
 }
 
-async fn connect_one(config: &PeerLinkConfig, url: &str) -> Result<TcpStream, ConnectError> {
-    connect_and_handshake(config, url)
-        .await
-        .map_err(|error| match error {
-            Some(error) => ConnectError::Failed(error),
-            None => ConnectError::Removed,
-        })
-}
-
-/// Connects and handshakes; `Err(None)` when the peer says we were removed.
+/// Connects and handshakes.
 async fn connect_and_handshake(
     config: &PeerLinkConfig,
     url: &str,
-) -> Result<TcpStream, Option<String>> {
-    let address = socket_address(url).map_err(|error| Some(error.to_string()))?;
+) -> Result<TcpStream, ConnectError> {
+    let address = socket_address(url).map_err(|error| ConnectError::failed(error.to_string()))?;
     let mut stream =
         match tokio::time::timeout(config.connect_timeout, TcpStream::connect(address.as_str()))
             .await
         {
             Ok(Ok(stream)) => stream,
-            Ok(Err(error)) => return Err(Some(format!("connect failed: {error}"))),
+            Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return Err(ConnectError::Failed {
+                    error: format!("connect failed: {error}"),
+                    refused: true,
+                })
+            }
+            Ok(Err(error)) => return Err(ConnectError::failed(format!("connect failed: {error}"))),
             Err(_) => {
-                return Err(Some(format!(
+                return Err(ConnectError::failed(format!(
                     "connect timed out after {} ms",
                     config.connect_timeout.as_millis()
                 )))
@@ -215,7 +251,7 @@ async fn connect_and_handshake(
         };
     stream
         .set_nodelay(true)
-        .map_err(|error| Some(format!("set_nodelay failed: {error}")))?;
+        .map_err(|error| ConnectError::failed(format!("set_nodelay failed: {error}")))?;
     let handshake = Handshake::new(config.cluster_id, config.local, config.peer);
     let exchange = async {
         let payload = encode(&handshake).map_err(|error| error.to_string())?;
@@ -231,11 +267,11 @@ async fn connect_and_handshake(
         Ok(Ok(HandshakeReply::Accepted)) => Ok(stream),
         Ok(Ok(HandshakeReply::Refused { reason })) => {
             warn!(peer = %config.peer, %url, %reason, "peer refused our handshake");
-            Err(Some(format!("handshake refused: {reason}")))
+            Err(ConnectError::failed(format!("handshake refused: {reason}")))
         }
-        Ok(Ok(HandshakeReply::Removed)) => Err(None),
-        Ok(Err(error)) => Err(Some(format!("handshake failed: {error}"))),
-        Err(_) => Err(Some(format!(
+        Ok(Ok(HandshakeReply::Removed)) => Err(ConnectError::Removed),
+        Ok(Err(error)) => Err(ConnectError::failed(format!("handshake failed: {error}"))),
+        Err(_) => Err(ConnectError::failed(format!(
             "handshake timed out after {} ms",
             config.handshake_timeout.as_millis()
         ))),

@@ -53,6 +53,8 @@ pub(crate) async fn run_peer(
     let mut backoff = config.reconnect_backoff_min;
     let mut failures: u64 = 0;
     let mut ever_connected = false;
+    // PeerDown was reported for the current outage.
+    let mut reported_down = false;
     // One buffer for the link's life, reused by every batch.
     let mut batch = FrameBatch::new();
     loop {
@@ -71,6 +73,7 @@ pub(crate) async fn run_peer(
             Ok(mut stream) => {
                 info!(peer = %peer, after_failures = failures, "connected to peer");
                 failures = 0;
+                reported_down = false;
                 ever_connected = true;
                 backoff = config.reconnect_backoff_min;
                 let mut pending = first;
@@ -142,7 +145,8 @@ pub(crate) async fn run_peer(
                     debug!(peer = %peer, failures, %error, "cannot reach peer");
                 }
                 report_unreachable(&events, peer);
-                if refused && failures == 1 {
+                if refused && !reported_down {
+                    reported_down = true;
                     // Nothing listens where the peer was: its process is
                     // gone (a paused or cut-off peer would not refuse).
                     let _ = events.try_send(TransportEvent::PeerDown { peer });

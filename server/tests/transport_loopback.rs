@@ -281,3 +281,43 @@ async fn a_removed_member_is_told_so() {
         );
     }
 }
+
+/// A peer whose process is gone is reported down at once, without any
+/// message being sent to it: its kernel closes the connection, and the
+/// reconnection finds nothing listening. A peer that is merely silent is
+/// never reported down.
+#[tokio::test]
+async fn a_peer_whose_process_is_gone_is_reported_down() {
+    let (mut one, mut one_events) = Transport::bind(config(7, 1)).await.unwrap();
+    let (two, mut two_events) = Transport::bind(config(7, 2)).await.unwrap();
+    one.add_peer(NodeId(2), url(&two));
+    send_until_received(&one, 2, heartbeat(1, 2, 3), &mut two_events).await;
+
+    // Silent but alive: no PeerDown.
+    let quiet = tokio::time::timeout(Duration::from_millis(300), async {
+        loop {
+            if let Some(TransportEvent::PeerDown { peer }) = one_events.recv().await {
+                return peer;
+            }
+        }
+    })
+    .await;
+    assert!(quiet.is_err(), "a live peer was reported down: {quiet:?}");
+
+    drop(two);
+    drop(two_events);
+    // Well within the idle ping interval (1 s): noticed from the closed
+    // connection, not from a failed ping.
+    let down = tokio::time::timeout(Duration::from_millis(500), async {
+        loop {
+            match one_events.recv().await {
+                Some(TransportEvent::PeerDown { peer }) => return peer,
+                Some(_) => {}
+                None => panic!("the event channel closed"),
+            }
+        }
+    })
+    .await
+    .expect("the dead peer was not reported down");
+    assert_eq!(down, NodeId(2));
+}

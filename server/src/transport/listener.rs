@@ -2,17 +2,22 @@
 //! handshake, then read frames and hand them to the node loop. A peer that
 //! sends garbage, an oversized frame, or Raft messages in someone else's
 //! name loses its connection with a warning; the listener carries on.
+//!
+//! Each connection is read through a buffer, so a burst of small frames
+//! (the peer writes them in batches) costs one read rather than two or
+//! three per frame, and every frame's payload lands in one reused buffer.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_core::raft::NodeId;
+use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
-use super::frame::{decode, encode, read_frame, write_frame, FrameError};
+use super::frame::{decode, encode, read_frame_into, write_frame, FrameError};
 use super::handshake::{Handshake, HandshakeReply};
 use super::peer_message::PeerMessage;
 use super::{RemovedMembers, TransportEvent};
@@ -20,6 +25,15 @@ use super::{RemovedMembers, TransportEvent};
 /// After a failed accept (e.g. out of file descriptors), wait this long
 /// before the next, so the loop does not spin.
 pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The read buffer of each inbound connection: room for a few hundred
+/// small Raft messages per read. Larger frames bypass it.
+pub const INBOUND_READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// After a frame, a payload buffer that grew beyond this (one unusually
+/// large frame, such as a snapshot chunk) gives the memory back rather
+/// than keep it for the connection's life.
+pub const INBOUND_PAYLOAD_BYTES_RETAINED: usize = 1024 * 1024;
 
 /// What every inbound connection task shares.
 #[derive(Clone, Debug)]
@@ -82,11 +96,13 @@ pub(crate) async fn run_listener(
 }
 
 async fn serve(
-    mut stream: TcpStream,
+    stream: TcpStream,
     remote: SocketAddr,
     mut context: InboundContext,
     _permit: OwnedSemaphorePermit,
 ) {
+    // Writes (the handshake reply) pass straight through the reader.
+    let mut stream = BufReader::with_capacity(INBOUND_READ_BUFFER_BYTES, stream);
     let mut shutdown = context.shutdown.clone();
     tokio::select! {
         _ = shutdown.changed() => {}
@@ -98,19 +114,25 @@ async fn serve(
 }
 
 async fn read_inbound(
-    stream: &mut TcpStream,
+    stream: &mut BufReader<TcpStream>,
     remote: SocketAddr,
     context: &mut InboundContext,
 ) -> Result<(), InboundError> {
     let handshake_timeout_ms = context.handshake_timeout.as_millis() as u64;
-    let payload = match tokio::time::timeout(context.handshake_timeout, read_frame(stream)).await {
-        Ok(payload) => payload?,
+    let mut payload = Vec::new();
+    match tokio::time::timeout(
+        context.handshake_timeout,
+        read_frame_into(stream, &mut payload),
+    )
+    .await
+    {
+        Ok(read) => read?,
         Err(_) => {
             return Err(InboundError::HandshakeTimeout {
                 timeout_ms: handshake_timeout_ms,
             })
         }
-    };
+    }
     let handshake: Handshake = decode(&payload)?;
     if let Err(reason) = handshake.check(context.cluster_id, context.local) {
         warn!(%remote, from = %handshake.from, %reason, "refused a peer connection");
@@ -130,17 +152,20 @@ async fn read_inbound(
     write_frame(stream, &reply).await?;
     debug!(%remote, peer = %peer, "accepted a peer connection");
     loop {
-        let payload = match read_frame(stream).await {
-            Ok(payload) => payload,
+        match read_frame_into(stream, &mut payload).await {
+            Ok(()) => {}
             Err(FrameError::Closed) => return Ok(()),
             Err(error) => return Err(error.into()),
-        };
+        }
         if context.is_removed(peer) {
             // Closing makes it reconnect, and the handshake tells it why.
             debug!(%remote, peer = %peer, "closing the connection of a removed member");
             return Ok(());
         }
         let message: PeerMessage = decode(&payload)?;
+        if payload.capacity() > INBOUND_PAYLOAD_BYTES_RETAINED {
+            payload = Vec::new();
+        }
         if message == PeerMessage::Ping {
             continue;
         }

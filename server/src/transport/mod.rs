@@ -6,6 +6,9 @@
 //! request travel back on our own outbound connection to it. Delivery is
 //! best effort, as Raft expects: a full queue drops, a failed connection
 //! reports the peer unreachable and reconnects with bounded backoff.
+//! Under load, each link writes the messages already queued to it in one
+//! batch and each inbound connection reads through a buffer, so the cost
+//! in syscalls is per batch, not per Raft message.
 //!
 //! Everything here uses only the tokio APIs madsim simulates (TCP, timers,
 //! spawn, channels), so the simulator runs this exact code.
@@ -19,6 +22,7 @@
 
 pub mod address;
 pub mod frame;
+mod frame_batch;
 pub mod handshake;
 mod listener;
 mod peer;
@@ -119,6 +123,13 @@ pub enum TransportEvent {
     },
     /// Sending to `peer` failed; Raft should fall back to probing it.
     Unreachable {
+        /// The peer.
+        peer: NodeId,
+    },
+    /// `peer`'s process is gone: nothing listens at its address any more
+    /// (reported once per outage). Raft's followers use it to elect a new
+    /// leader without waiting for an election timeout.
+    PeerDown {
         /// The peer.
         peer: NodeId,
     },

@@ -3,18 +3,25 @@
 //! message is dropped (Raft retries); when the connection fails the node
 //! hears `Unreachable` so Raft probes instead of streaming, and the task
 //! reconnects with bounded exponential backoff.
+//!
+//! The task writes in batches: the message it woke for plus whatever is
+//! already queued behind it leave in one write (see [`FrameBatch`]), so a
+//! busy link costs a syscall per batch rather than per message, and an idle
+//! one still sends each message the moment it is queued.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_core::raft::NodeId;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, trace, warn};
 
 use super::address::socket_address;
 use super::frame::{decode, encode, read_frame, write_frame};
+use super::frame_batch::{FrameBatch, QueueState};
 use super::handshake::{Handshake, HandshakeReply};
 use super::peer_message::PeerMessage;
 use super::TransportEvent;
@@ -46,6 +53,10 @@ pub(crate) async fn run_peer(
     let mut backoff = config.reconnect_backoff_min;
     let mut failures: u64 = 0;
     let mut ever_connected = false;
+    // PeerDown was reported for the current outage.
+    let mut reported_down = false;
+    // One buffer for the link's life, reused by every batch.
+    let mut batch = FrameBatch::new();
     loop {
         // Connect lazily the first time: an idle link to a peer that never
         // came up costs nothing. Once connected, stay connected (pinging
@@ -62,9 +73,16 @@ pub(crate) async fn run_peer(
             Ok(mut stream) => {
                 info!(peer = %peer, after_failures = failures, "connected to peer");
                 failures = 0;
+                reported_down = false;
                 ever_connected = true;
                 backoff = config.reconnect_backoff_min;
                 let mut pending = first;
+                // The peer never writes on this connection after the
+                // handshake, so a read that returns is the connection
+                // ending: a crashed peer's kernel closes it at once, and
+                // reconnecting then tells a dead process (refused) from a
+                // network fault, long before an election timeout would.
+                let mut closed_probe = [0u8; 1];
                 loop {
                     let message = match pending.take() {
                         Some(message) => message,
@@ -74,21 +92,31 @@ pub(crate) async fn run_peer(
                                 None => return,
                             },
                             () = tokio::time::sleep(config.idle_ping_interval) => PeerMessage::Ping,
+                            read = stream.read(&mut closed_probe) => {
+                                let reason = match read {
+                                    Ok(0) => "closed by the peer".to_string(),
+                                    Ok(_) => "the peer wrote after the handshake".to_string(),
+                                    Err(error) => error.to_string(),
+                                };
+                                info!(peer = %peer, %reason, "lost the connection to peer");
+                                report_unreachable(&events, peer);
+                                break;
+                            }
                         },
                     };
-                    let payload = match encode(&message) {
-                        Ok(payload) => payload,
-                        Err(error) => {
-                            warn!(peer = %peer, %error, "dropping a message that does not encode");
-                            dropped_messages.fetch_add(1, Ordering::Relaxed);
-                            continue;
+                    let queue_state = batch.gather(message, &mut queue, peer, &dropped_messages);
+                    let messages = batch.messages();
+                    if messages > 0 {
+                        trace!(peer = %peer, messages, bytes = batch.bytes(), "writing a batch");
+                        if let Err(error) = batch.write_to(&mut stream).await {
+                            warn!(peer = %peer, %error, messages, "lost the connection to peer");
+                            dropped_messages.fetch_add(messages as u64, Ordering::Relaxed);
+                            report_unreachable(&events, peer);
+                            break;
                         }
-                    };
-                    if let Err(error) = write_frame(&mut stream, &payload).await {
-                        warn!(peer = %peer, %error, "lost the connection to peer");
-                        dropped_messages.fetch_add(1, Ordering::Relaxed);
-                        report_unreachable(&events, peer);
-                        break;
+                    }
+                    if queue_state == QueueState::Closed {
+                        return;
                     }
                 }
             }
@@ -103,7 +131,7 @@ pub(crate) async fn run_peer(
                     return;
                 }
             }
-            Err(ConnectError::Failed(error)) => {
+            Err(ConnectError::Failed { error, refused }) => {
                 failures += 1;
                 if first.is_some() {
                     dropped_messages.fetch_add(1, Ordering::Relaxed);
@@ -117,6 +145,12 @@ pub(crate) async fn run_peer(
                     debug!(peer = %peer, failures, %error, "cannot reach peer");
                 }
                 report_unreachable(&events, peer);
+                if refused && !reported_down {
+                    reported_down = true;
+                    // Nothing listens where the peer was: its process is
+                    // gone (a paused or cut-off peer would not refuse).
+                    let _ = events.try_send(TransportEvent::PeerDown { peer });
+                }
                 // Back off, dropping what is queued meanwhile: Raft resends.
                 if !drain_during(&mut queue, backoff, &dropped_messages).await {
                     return;
@@ -152,8 +186,18 @@ async fn drain_during(
 enum ConnectError {
     /// The peer refused us as a removed member.
     Removed,
-    /// Anything else, described.
-    Failed(String),
+    /// Anything else, described; `refused` when nothing listens at any of
+    /// the peer's addresses (its process is gone).
+    Failed { error: String, refused: bool },
+}
+
+impl ConnectError {
+    fn failed(error: String) -> ConnectError {
+        ConnectError::Failed {
+            error,
+            refused: false,
+        }
+    }
 }
 
 fn report_unreachable(events: &mpsc::Sender<TransportEvent>, peer: NodeId) {
@@ -164,42 +208,46 @@ fn report_unreachable(events: &mpsc::Sender<TransportEvent>, peer: NodeId) {
 /// Tries each URL in turn; returns a connection whose handshake was accepted.
 async fn connect(config: &PeerLinkConfig) -> Result<TcpStream, ConnectError> {
     let mut errors = Vec::new();
+    let mut all_refused = true;
     for url in &config.urls {
-        match connect_one(config, url).await {
+        match connect_and_handshake(config, url).await {
             Ok(stream) => return Ok(stream),
             Err(ConnectError::Removed) => return Err(ConnectError::Removed),
-            Err(ConnectError::Failed(error)) => errors.push(format!("{url}: {error}")),
+            Err(ConnectError::Failed { error, refused }) => {
+                all_refused &= refused;
+                errors.push(format!("{url}: {error}"));
+            }
         }
     }
     if errors.is_empty() {
-        return Err(ConnectError::Failed("the peer has no URLs".to_string()));
+        return Err(ConnectError::failed("the peer has no URLs".to_string()));
     }
-    Err(ConnectError::Failed(errors.join("; ")))
+    Err(ConnectError::Failed {
+        error: errors.join("; "),
+        refused: all_refused,
+    })
 }
 
-async fn connect_one(config: &PeerLinkConfig, url: &str) -> Result<TcpStream, ConnectError> {
-    connect_and_handshake(config, url)
-        .await
-        .map_err(|error| match error {
-            Some(error) => ConnectError::Failed(error),
-            None => ConnectError::Removed,
-        })
-}
-
-/// Connects and handshakes; `Err(None)` when the peer says we were removed.
+/// Connects and handshakes.
 async fn connect_and_handshake(
     config: &PeerLinkConfig,
     url: &str,
-) -> Result<TcpStream, Option<String>> {
-    let address = socket_address(url).map_err(|error| Some(error.to_string()))?;
+) -> Result<TcpStream, ConnectError> {
+    let address = socket_address(url).map_err(|error| ConnectError::failed(error.to_string()))?;
     let mut stream =
         match tokio::time::timeout(config.connect_timeout, TcpStream::connect(address.as_str()))
             .await
         {
             Ok(Ok(stream)) => stream,
-            Ok(Err(error)) => return Err(Some(format!("connect failed: {error}"))),
+            Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return Err(ConnectError::Failed {
+                    error: format!("connect failed: {error}"),
+                    refused: true,
+                })
+            }
+            Ok(Err(error)) => return Err(ConnectError::failed(format!("connect failed: {error}"))),
             Err(_) => {
-                return Err(Some(format!(
+                return Err(ConnectError::failed(format!(
                     "connect timed out after {} ms",
                     config.connect_timeout.as_millis()
                 )))
@@ -207,7 +255,7 @@ async fn connect_and_handshake(
         };
     stream
         .set_nodelay(true)
-        .map_err(|error| Some(format!("set_nodelay failed: {error}")))?;
+        .map_err(|error| ConnectError::failed(format!("set_nodelay failed: {error}")))?;
     let handshake = Handshake::new(config.cluster_id, config.local, config.peer);
     let exchange = async {
         let payload = encode(&handshake).map_err(|error| error.to_string())?;
@@ -223,11 +271,11 @@ async fn connect_and_handshake(
         Ok(Ok(HandshakeReply::Accepted)) => Ok(stream),
         Ok(Ok(HandshakeReply::Refused { reason })) => {
             warn!(peer = %config.peer, %url, %reason, "peer refused our handshake");
-            Err(Some(format!("handshake refused: {reason}")))
+            Err(ConnectError::failed(format!("handshake refused: {reason}")))
         }
-        Ok(Ok(HandshakeReply::Removed)) => Err(None),
-        Ok(Err(error)) => Err(Some(format!("handshake failed: {error}"))),
-        Err(_) => Err(Some(format!(
+        Ok(Ok(HandshakeReply::Removed)) => Err(ConnectError::Removed),
+        Ok(Err(error)) => Err(ConnectError::failed(format!("handshake failed: {error}"))),
+        Err(_) => Err(ConnectError::failed(format!(
             "handshake timed out after {} ms",
             config.handshake_timeout.as_millis()
         ))),

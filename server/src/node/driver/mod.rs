@@ -679,6 +679,11 @@ impl Driver {
                 debug!(peer = %peer, "peer unreachable");
                 self.raft.report_unreachable(peer);
             }
+            TransportEvent::PeerDown { peer } => {
+                debug!(peer = %peer, "peer down");
+                self.raft.report_unreachable(peer);
+                self.raft.report_leader_down(peer);
+            }
             TransportEvent::RemovedFromCluster { peer } => {
                 // Only a member of this cluster could say so (the handshake
                 // checked the cluster ID); it applied our removal.

@@ -12,6 +12,7 @@
 
 pub mod bug;
 pub mod cluster;
+pub mod membership;
 pub mod nemesis;
 pub mod recorder;
 pub mod workload;

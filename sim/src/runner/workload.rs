@@ -165,8 +165,7 @@ impl Workload {
     /// One client: operations until the run stops.
     pub async fn run_client(self: Arc<Self>, client: ClientId, seed: u64) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let size = self.cluster.size();
-        let mut target = rng.gen_range(1..=size);
+        let mut target = rng.gen_range(1..=self.cluster.size());
         let mut counter = 0u64;
         let mut lease: Option<LeaseId> = None;
         let mut last_values: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
@@ -185,7 +184,7 @@ impl Workload {
         }
         while !self.is_stopped() {
             let Some(handle) = self.cluster.member(target).handle() else {
-                target = rng.gen_range(1..=size);
+                target = rng.gen_range(1..=self.cluster.size());
                 tokio::time::sleep(CLIENT_BACKOFF).await;
                 continue;
             };
@@ -266,7 +265,7 @@ impl Workload {
             let result = self.execute(client, &handle, operation.clone()).await;
             match (&operation, &result) {
                 (_, None) => {
-                    target = rng.gen_range(1..=size);
+                    target = rng.gen_range(1..=self.cluster.size());
                     tokio::time::sleep(CLIENT_BACKOFF).await;
                 }
                 (
@@ -325,10 +324,9 @@ impl Workload {
     /// One watcher: a watch on the whole key space, resumed after failures.
     pub async fn run_watcher(self: Arc<Self>, client: ClientId, seed: u64) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let size = self.cluster.size();
         let mut resume: Option<i64> = None;
         while !self.is_stopped() {
-            let target = rng.gen_range(1..=size);
+            let target = rng.gen_range(1..=self.cluster.size());
             let Some(handle) = self.cluster.member(target).handle() else {
                 tokio::time::sleep(CLIENT_BACKOFF).await;
                 continue;
@@ -391,11 +389,10 @@ impl Workload {
     /// Compacts every `compact_every` until the run stops.
     pub async fn run_compactor(self: Arc<Self>, seed: u64) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let size = self.cluster.size();
         let mut last = 0;
         while !self.is_stopped() {
             tokio::time::sleep(self.parameters.compact_every).await;
-            let target = rng.gen_range(1..=size);
+            let target = rng.gen_range(1..=self.cluster.size());
             let Some(handle) = self.cluster.member(target).handle() else {
                 continue;
             };

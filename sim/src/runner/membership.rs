@@ -1,0 +1,249 @@
+//! The operator's membership actions, through the same path as etcd's
+//! Cluster API (`NodeHandle::member_add / member_promote / member_remove`):
+//! adding a learner on a new machine and starting it in join mode once the
+//! add is confirmed, promoting a learner once it has caught up, removing a
+//! member, and bringing a wiped machine back under a new identity.
+//!
+//! Each action retries like an operator who re-runs `etcdctl member ...`
+//! after a timeout: an answer that says the earlier attempt took effect
+//! (the member exists, is already a voter, is already gone) counts as
+//! success, and the number of attempts is bounded.
+
+use std::time::Duration;
+
+use cairn_core::raft::NodeId;
+use cairn_server::node::{Member as TableMember, NodeError, NodeHandle};
+
+use super::cluster::{Cluster, Membership};
+use super::workload::CLIENT_TIMEOUT;
+
+/// Attempts at a member add or remove before the operator gives up.
+pub const MEMBERSHIP_ATTEMPTS_MAX: u32 = 10;
+/// Attempts at promoting a learner (it must first catch up, possibly by
+/// snapshot) before the operator gives up.
+pub const PROMOTE_ATTEMPTS_MAX: u32 = 40;
+/// Pause between attempts.
+pub const MEMBERSHIP_RETRY: Duration = Duration::from_millis(500);
+
+/// Why a membership action did not take effect.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MembershipError {
+    /// The cluster refused it for good.
+    #[error("refused: {error}")]
+    Refused {
+        /// The cluster's answer.
+        error: NodeError,
+    },
+    /// Every attempt failed or timed out.
+    #[error("gave up after {attempts} attempts; last answer: {last}")]
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+        /// The last answer.
+        last: String,
+    },
+}
+
+/// How one attempt ended.
+enum Attempt<T> {
+    Done(T),
+    Retry(String),
+    Refused(NodeError),
+}
+
+/// The handle an operator's request goes to: the leader's when one is
+/// known (etcd forwards to it anyway), else any running member's.
+fn operator_handle(cluster: &Cluster) -> Option<NodeHandle> {
+    if let Some(leader) = cluster.leader() {
+        if let Some(handle) = cluster.member(leader).handle() {
+            return Some(handle);
+        }
+    }
+    cluster
+        .handles()
+        .into_iter()
+        .next()
+        .map(|(_, handle)| handle)
+}
+
+/// Runs `attempt` up to `attempts_max` times, `MEMBERSHIP_RETRY` apart.
+async fn retry<T, F, Fut>(
+    cluster: &Cluster,
+    attempts_max: u32,
+    mut attempt: F,
+) -> Result<T, MembershipError>
+where
+    F: FnMut(NodeHandle, u32) -> Fut,
+    Fut: std::future::Future<Output = Attempt<T>>,
+{
+    let mut last = String::from("no member running");
+    for number in 0..attempts_max {
+        if number > 0 {
+            tokio::time::sleep(MEMBERSHIP_RETRY).await;
+        }
+        let Some(handle) = operator_handle(cluster) else {
+            continue;
+        };
+        match attempt(handle, number).await {
+            Attempt::Done(value) => return Ok(value),
+            Attempt::Retry(reason) => last = reason,
+            Attempt::Refused(error) => return Err(MembershipError::Refused { error }),
+        }
+    }
+    Err(MembershipError::GaveUp {
+        attempts: attempts_max,
+        last,
+    })
+}
+
+/// `member add --learner` with `peer_urls`; the member table after it.
+pub async fn add_learner(
+    cluster: &Cluster,
+    peer_urls: Vec<String>,
+) -> Result<Vec<TableMember>, MembershipError> {
+    retry(cluster, MEMBERSHIP_ATTEMPTS_MAX, |handle, attempt| {
+        let peer_urls = peer_urls.clone();
+        async move {
+            let answer =
+                tokio::time::timeout(CLIENT_TIMEOUT, handle.member_add(peer_urls, true)).await;
+            match answer {
+                Ok(Ok((_, _, table))) => Attempt::Done(table),
+                // An earlier attempt that timed out took effect after all.
+                Ok(Err(NodeError::PeerUrlExists | NodeError::MemberIdExists)) if attempt > 0 => {
+                    match tokio::time::timeout(CLIENT_TIMEOUT, handle.member_list()).await {
+                        Ok(Ok((_, table))) => Attempt::Done(table),
+                        _ => Attempt::Retry("member list failed".to_string()),
+                    }
+                }
+                Ok(Err(error @ (NodeError::PeerUrlExists | NodeError::MemberIdExists))) => {
+                    Attempt::Refused(error)
+                }
+                Ok(Err(error)) => Attempt::Retry(error.to_string()),
+                Err(_) => Attempt::Retry("timed out".to_string()),
+            }
+        }
+    })
+    .await
+}
+
+/// `member promote` of `id`.
+pub async fn promote(cluster: &Cluster, id: NodeId) -> Result<(), MembershipError> {
+    retry(
+        cluster,
+        PROMOTE_ATTEMPTS_MAX,
+        |handle, attempt| async move {
+            match tokio::time::timeout(CLIENT_TIMEOUT, handle.member_promote(id.0)).await {
+                Ok(Ok(_)) => Attempt::Done(()),
+                Ok(Err(NodeError::MemberNotLearner)) if attempt > 0 => Attempt::Done(()),
+                Ok(Err(error @ (NodeError::MemberNotLearner | NodeError::MemberNotFound))) => {
+                    Attempt::Refused(error)
+                }
+                Ok(Err(error)) => Attempt::Retry(error.to_string()),
+                Err(_) => Attempt::Retry("timed out".to_string()),
+            }
+        },
+    )
+    .await
+}
+
+/// `member remove` of `id`.
+pub async fn remove(cluster: &Cluster, id: NodeId) -> Result<(), MembershipError> {
+    retry(
+        cluster,
+        MEMBERSHIP_ATTEMPTS_MAX,
+        |handle, attempt| async move {
+            match tokio::time::timeout(CLIENT_TIMEOUT, handle.member_remove(id.0)).await {
+                Ok(Ok(_)) => Attempt::Done(()),
+                Ok(Err(NodeError::MemberNotFound)) if attempt > 0 => Attempt::Done(()),
+                Ok(Err(
+                    error @ (NodeError::MemberNotFound | NodeError::NotEnoughStartedMembers),
+                )) => Attempt::Refused(error),
+                Ok(Err(error)) => Attempt::Retry(error.to_string()),
+                Err(_) => Attempt::Retry("timed out".to_string()),
+            }
+        },
+    )
+    .await
+}
+
+/// Adds a new machine as a learner and starts it in join mode; returns its
+/// number. The machine is created (numbered) first; if the add never takes
+/// effect it is abandoned, never started.
+pub async fn add_learner_machine(cluster: &Cluster) -> Result<u32, (u32, MembershipError)> {
+    let member = cluster.add_machine();
+    let number = member.number;
+    let urls = super::cluster::peer_urls(number, 0);
+    match add_learner(cluster, urls).await {
+        Ok(table) => {
+            cluster.start_joined(number, &table);
+            Ok(number)
+        }
+        Err(error) => {
+            cluster.set_membership(number, Membership::Abandoned);
+            Err((number, error))
+        }
+    }
+}
+
+/// Promotes learner machine `number` to voter.
+pub async fn promote_machine(cluster: &Cluster, number: u32) -> Result<(), MembershipError> {
+    let id = cluster.member(number).id();
+    promote(cluster, id).await?;
+    if cluster.member(number).membership() == Membership::Learner {
+        cluster.set_membership(number, Membership::Voter);
+    }
+    Ok(())
+}
+
+/// Removes machine `number`'s current identity. The machine's process
+/// stops on its own once it learns of its removal.
+pub async fn remove_machine(cluster: &Cluster, number: u32) -> Result<(), MembershipError> {
+    let id = cluster.member(number).id();
+    remove(cluster, id).await?;
+    cluster.set_membership(number, Membership::Removed);
+    Ok(())
+}
+
+/// What a wiped machine's return achieved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejoin {
+    /// Back as a learner (it was one), or as a voter again.
+    Rejoined {
+        /// Promoted back to voter.
+        voter: bool,
+    },
+    /// Back as a learner; promotion back to voter did not succeed.
+    LearnerOnly,
+}
+
+/// Brings wiped machine `number` back as an operator would after replacing
+/// its disk: remove its old identity, add it under a new identity (new peer
+/// URL, new member ID) as a learner, start it in join mode so it catches up
+/// from the leader (by snapshot once the log is compacted), and promote it
+/// if it was a voter. Its old identity never runs again.
+pub async fn rejoin_wiped(cluster: &Cluster, number: u32) -> Result<Rejoin, MembershipError> {
+    let Membership::Wiped { voter } = cluster.member(number).membership() else {
+        return Err(MembershipError::GaveUp {
+            attempts: 0,
+            last: format!("member {number} is not wiped"),
+        });
+    };
+    let old = cluster.member(number).id();
+    remove(cluster, old).await?;
+    let urls = cluster.next_identity(number);
+    let table = match add_learner(cluster, urls).await {
+        Ok(table) => table,
+        Err(error) => {
+            cluster.set_membership(number, Membership::Abandoned);
+            return Err(error);
+        }
+    };
+    cluster.start_joined(number, &table);
+    if !voter {
+        return Ok(Rejoin::Rejoined { voter: false });
+    }
+    match promote_machine(cluster, number).await {
+        Ok(()) => Ok(Rejoin::Rejoined { voter: true }),
+        Err(_) => Ok(Rejoin::LearnerOnly),
+    }
+}

@@ -274,22 +274,33 @@ pub fn member_name(number: u32) -> String {
     format!("member-{number}")
 }
 
-/// The --initial-cluster of a member joining a cluster whose table is
-/// `table` (which already holds the joiner, unnamed until it starts).
-pub fn joining_cluster(table: &[TableMember], number: u32, joiner: NodeId) -> Vec<InitialMember> {
-    table
+/// The --initial-cluster of machine `number` joining, as member `joiner`
+/// with `joiner_urls`, a cluster whose table is `table` (which holds the
+/// joiner, unnamed until it starts, unless the table was read from a member
+/// that has not applied the add yet).
+pub fn joining_cluster(
+    table: &[TableMember],
+    number: u32,
+    joiner: NodeId,
+    joiner_urls: &[String],
+) -> Vec<InitialMember> {
+    let mut initial: Vec<InitialMember> = table
         .iter()
+        .filter(|member| member.id != joiner.0)
         .map(|member| InitialMember {
-            name: if member.id == joiner.0 {
-                member_name(number)
-            } else if member.name.is_empty() {
+            name: if member.name.is_empty() {
                 format!("unstarted-{:x}", member.id)
             } else {
                 member.name.clone()
             },
             peer_urls: member.peer_urls.clone(),
         })
-        .collect()
+        .collect();
+    initial.push(InitialMember {
+        name: member_name(number),
+        peer_urls: joiner_urls.to_vec(),
+    });
+    initial
 }
 
 impl Cluster {
@@ -455,7 +466,7 @@ impl Cluster {
     pub fn start_joined(&self, number: u32, table: &[TableMember]) {
         let member = self.member(number);
         let generation = member.slot().generation;
-        let initial = joining_cluster(table, number, member.id());
+        let initial = joining_cluster(table, number, member.id(), &peer_urls(number, generation));
         *lock(&member.config) = self.node_config(number, generation, initial, StartMode::Existing);
         member.slot().membership = Membership::Learner;
         self.restart(number);

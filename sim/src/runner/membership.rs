@@ -7,7 +7,11 @@
 //! Each action retries like an operator who re-runs `etcdctl member ...`
 //! after a timeout: an answer that says the earlier attempt took effect
 //! (the member exists, is already a voter, is already gone) counts as
-//! success, and the number of attempts is bounded.
+//! success, and the number of attempts is bounded. An action that gave up
+//! may still take effect later (its entry was in some log), so the operator
+//! never trusts its own view blindly: [`reconcile`] reads the member table
+//! (linearizably) before every action and after one that gave up, and
+//! brings the runner's [`Membership`] view in line with it.
 
 use std::time::Duration;
 
@@ -96,12 +100,63 @@ where
     })
 }
 
+/// Reads the member table linearizably and brings the runner's view of
+/// every machine in line with it: a member missing from it was removed by
+/// an attempt that gave up too early, a learner that is a voter there was
+/// promoted, and an abandoned machine whose add took effect after all
+/// starts. Returns the table.
+pub async fn reconcile(cluster: &Cluster) -> Result<Vec<TableMember>, MembershipError> {
+    let table = retry(cluster, MEMBERSHIP_ATTEMPTS_MAX, |handle, _| async move {
+        match tokio::time::timeout(CLIENT_TIMEOUT, handle.member_list_with(true)).await {
+            Ok(Ok((_, table))) => Attempt::Done(table),
+            Ok(Err(error)) => Attempt::Retry(error.to_string()),
+            Err(_) => Attempt::Retry("timed out".to_string()),
+        }
+    })
+    .await?;
+    for member in cluster.members() {
+        let id = member.id();
+        let entry = table.iter().find(|entry| entry.id == id.0);
+        match (member.membership(), entry) {
+            (Membership::Voter | Membership::Learner, None) => {
+                cluster.set_membership(member.number, Membership::Removed);
+            }
+            (Membership::Learner, Some(entry)) if !entry.is_learner => {
+                cluster.set_membership(member.number, Membership::Voter);
+            }
+            (Membership::Abandoned, Some(entry)) => {
+                cluster.start_joined(member.number, &table);
+                if !entry.is_learner {
+                    cluster.set_membership(member.number, Membership::Voter);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(table)
+}
+
+/// After an action gave up: whether the table shows it took effect anyway.
+async fn took_effect(
+    cluster: &Cluster,
+    error: MembershipError,
+    effect: impl Fn(&[TableMember]) -> bool,
+) -> Result<Vec<TableMember>, MembershipError> {
+    if !matches!(error, MembershipError::GaveUp { .. }) {
+        return Err(error);
+    }
+    match reconcile(cluster).await {
+        Ok(table) if effect(&table) => Ok(table),
+        _ => Err(error),
+    }
+}
+
 /// `member add --learner` with `peer_urls`; the member table after it.
 pub async fn add_learner(
     cluster: &Cluster,
     peer_urls: Vec<String>,
 ) -> Result<Vec<TableMember>, MembershipError> {
-    retry(cluster, MEMBERSHIP_ATTEMPTS_MAX, |handle, attempt| {
+    let result = retry(cluster, MEMBERSHIP_ATTEMPTS_MAX, |handle, attempt| {
         let peer_urls = peer_urls.clone();
         async move {
             let answer =
@@ -110,7 +165,8 @@ pub async fn add_learner(
                 Ok(Ok((_, _, table))) => Attempt::Done(table),
                 // An earlier attempt that timed out took effect after all.
                 Ok(Err(NodeError::PeerUrlExists | NodeError::MemberIdExists)) if attempt > 0 => {
-                    match tokio::time::timeout(CLIENT_TIMEOUT, handle.member_list()).await {
+                    match tokio::time::timeout(CLIENT_TIMEOUT, handle.member_list_with(true)).await
+                    {
                         Ok(Ok((_, table))) => Attempt::Done(table),
                         _ => Attempt::Retry("member list failed".to_string()),
                     }
@@ -123,7 +179,18 @@ pub async fn add_learner(
             }
         }
     })
-    .await
+    .await;
+    match result {
+        Ok(table) => Ok(table),
+        Err(error) => {
+            took_effect(cluster, error, |table| {
+                table
+                    .iter()
+                    .any(|member| member.peer_urls.iter().any(|url| peer_urls.contains(url)))
+            })
+            .await
+        }
+    }
 }
 
 /// `member promote` of `id`.

@@ -23,6 +23,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use cairn_core::raft::NodeId;
+use cairn_server::node::Member as TableMember;
 use cairn_server::storage::SimDisk;
 use madsim::net::NetSim;
 use rand::seq::SliceRandom;
@@ -31,7 +33,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::cluster::{Cluster, Membership, DATA_DIR};
 use super::membership::{
-    add_learner_machine, promote_machine, rejoin_wiped, remove_machine, Rejoin,
+    add_learner_machine, promote_machine, reconcile, rejoin_wiped, remove_machine, Rejoin,
 };
 use super::workload::Workload;
 use crate::scenario::{Fault, FaultOption, PartitionKind, Quantity, Target};
@@ -128,6 +130,34 @@ fn voter_budget(cluster: &Cluster, bit_flipped: &BTreeSet<u32>, except: u32) -> 
         }
         voters += 1;
         if membership != Membership::Voter || bit_flipped.contains(&member.number) {
+            down += 1;
+        }
+    }
+    (voters, down)
+}
+
+/// Voters in the member table `table`, and those of them down for good (on
+/// no machine that may run, or bit-flipped), leaving out member `except`.
+fn table_budget(
+    cluster: &Cluster,
+    table: &[TableMember],
+    bit_flipped: &BTreeSet<u32>,
+    except: NodeId,
+) -> (usize, usize) {
+    let machines = cluster.members();
+    let mut voters = 0;
+    let mut down = 0;
+    for entry in table {
+        if entry.is_learner || entry.id == except.0 {
+            continue;
+        }
+        voters += 1;
+        let up = machines.iter().any(|machine| {
+            machine.id().0 == entry.id
+                && machine.membership().may_run()
+                && !bit_flipped.contains(&machine.number)
+        });
+        if !up {
             down += 1;
         }
     }
@@ -324,6 +354,8 @@ async fn inject(
             tokio::spawn(async move {
                 let _operator = state.operator.lock().await;
                 let cluster = &state.workload.cluster;
+                // The view may be stale; the add does not depend on it.
+                let _ = reconcile(cluster).await;
                 match add_learner_machine(cluster).await {
                     Ok(number) => {
                         state.trace(&format!("operator: member {number} added as a learner"));
@@ -349,6 +381,7 @@ async fn inject(
             tokio::spawn(async move {
                 let _operator = state.operator.lock().await;
                 let cluster = &state.workload.cluster;
+                let _ = reconcile(cluster).await;
                 if cluster.member(number).membership() != Membership::Learner {
                     state.trace(&format!("operator: member {number} is no longer a learner"));
                     return;
@@ -373,13 +406,25 @@ async fn inject(
             tokio::spawn(async move {
                 let _operator = state.operator.lock().await;
                 let cluster = &state.workload.cluster;
+                // The budget must come from the real member table: an
+                // earlier action that gave up may have taken effect since.
+                let table = match reconcile(cluster).await {
+                    Ok(table) => table,
+                    Err(error) => {
+                        state.trace(&format!(
+                            "operator: not removing member {number}: no member table: {error}"
+                        ));
+                        return;
+                    }
+                };
                 let membership = cluster.member(number).membership();
                 if !membership.may_run() {
                     state.trace(&format!("operator: member {number} is no longer a member"));
                     return;
                 }
                 if membership.is_voter() {
-                    let (voters, down) = voter_budget(cluster, &state.bit_flipped(), number);
+                    let id = cluster.member(number).id();
+                    let (voters, down) = table_budget(cluster, &table, &state.bit_flipped(), id);
                     if voters < VOTERS_MIN || !quorum_survives(voters, down) {
                         state.trace(&format!(
                             "operator: not removing voter {number}: {voters} voters would remain, {down} down for good"

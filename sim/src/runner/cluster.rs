@@ -480,6 +480,16 @@ impl Cluster {
             .trace(&format!("member {number} is now {membership:?}"));
     }
 
+    /// The largest minimum lease TTL any machine's configuration derives
+    /// (drifting clocks have longer or shorter ticks, hence minimums).
+    pub fn lease_ttl_min_seconds_max(&self) -> i64 {
+        self.members()
+            .iter()
+            .map(|member| lock(&member.config).lease_ttl_min_seconds())
+            .max()
+            .unwrap_or(1)
+    }
+
     /// Machine `number` (1-based).
     pub fn member(&self, number: u32) -> Arc<Member> {
         lock(&self.members)[number as usize - 1].clone()

@@ -19,6 +19,7 @@ use cairn_core::raft::NodeId;
 use cairn_server::node::{Member as TableMember, NodeError, NodeHandle};
 
 use super::cluster::{Cluster, Membership};
+use super::quorum_budget::Doubt;
 use super::workload::CLIENT_TIMEOUT;
 
 /// Attempts at a member add or remove before the operator gives up.
@@ -271,16 +272,23 @@ pub async fn remove_machine(cluster: &Cluster, number: u32) -> Result<(), Member
     Ok(())
 }
 
-/// What a wiped machine's return achieved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How a wiped machine's return went.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Rejoin {
-    /// Back as a learner (it was one), or as a voter again.
+    /// Back under a new identity, as a voter again if `voter`.
     Rejoined {
-        /// Promoted back to voter.
+        /// Promoted back to voter (it was one).
         voter: bool,
     },
-    /// Back as a learner; promotion back to voter did not succeed.
-    LearnerOnly,
+    /// Its old identity's removal gave up: it may or may not be gone, and
+    /// the machine stays wiped.
+    RemovalFailed(MembershipError),
+    /// Its old identity is gone, but adding the new one gave up: the machine
+    /// is abandoned.
+    AddFailed(MembershipError),
+    /// Back as a learner; its promotion gave up and may or may not have
+    /// taken effect.
+    PromotionFailed(MembershipError),
 }
 
 /// Brings wiped machine `number` back as an operator would after replacing
@@ -288,29 +296,35 @@ pub enum Rejoin {
 /// URL, new member ID) as a learner, start it in join mode so it catches up
 /// from the leader (by snapshot once the log is compacted), and promote it
 /// if it was a voter. Its old identity never runs again.
-pub async fn rejoin_wiped(cluster: &Cluster, number: u32) -> Result<Rejoin, MembershipError> {
-    let Membership::Wiped { voter } = cluster.member(number).membership() else {
-        return Err(MembershipError::GaveUp {
-            attempts: 0,
-            last: format!("member {number} is not wiped"),
-        });
-    };
+///
+/// `before` is told of each change about to be proposed whose outcome may
+/// end in doubt (the removal, then the promotion).
+pub async fn rejoin_wiped(
+    cluster: &Cluster,
+    number: u32,
+    voter: bool,
+    before: impl Fn(Doubt),
+) -> Rejoin {
     let old = cluster.member(number).id();
-    remove(cluster, old).await?;
+    before(Doubt::Removal);
+    if let Err(error) = remove(cluster, old).await {
+        return Rejoin::RemovalFailed(error);
+    }
     let urls = cluster.next_identity(number);
     let table = match add_learner(cluster, urls).await {
         Ok(table) => table,
         Err(error) => {
             cluster.set_membership(number, Membership::Abandoned);
-            return Err(error);
+            return Rejoin::AddFailed(error);
         }
     };
     cluster.start_joined(number, &table);
     if !voter {
-        return Ok(Rejoin::Rejoined { voter: false });
+        return Rejoin::Rejoined { voter: false };
     }
+    before(Doubt::Promotion);
     match promote_machine(cluster, number).await {
-        Ok(()) => Ok(Rejoin::Rejoined { voter: true }),
-        Err(_) => Ok(Rejoin::LearnerOnly),
+        Ok(()) => Rejoin::Rejoined { voter: true },
+        Err(error) => Rejoin::PromotionFailed(error),
     }
 }

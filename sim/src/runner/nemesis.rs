@@ -12,19 +12,16 @@
 //! and counts the action once the cluster confirmed it (see
 //! [`super::membership`]).
 //!
-//! Quorum budget: a bit-flipped member may stay down for good, and a wiped
-//! voter is down until the operator removed its old identity. The nemesis
-//! never lets such members exceed what the voters can lose and still form a
-//! quorum, and never removes a voter below [`VOTERS_MIN`], so healing can
-//! always restore progress.
+//! The [`QuorumBudget`] keeps healing able to restore progress: members
+//! that may be down for good (bit-flipped, wiped) never exceed what the
+//! voters can lose, and removals never leave too few voters, counting
+//! membership changes whose outcome is in doubt both ways.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use cairn_core::raft::NodeId;
-use cairn_server::node::Member as TableMember;
 use cairn_server::storage::SimDisk;
 use madsim::net::NetSim;
 use rand::seq::SliceRandom;
@@ -35,6 +32,7 @@ use super::cluster::{Cluster, Membership, DATA_DIR};
 use super::membership::{
     add_learner_machine, promote_machine, reconcile, rejoin_wiped, remove_machine, Rejoin,
 };
+use super::quorum_budget::{Doubt, QuorumBudget};
 use super::workload::Workload;
 use crate::scenario::{Fault, FaultOption, PartitionKind, Quantity, Target};
 use crate::swarm::ScheduledFault;
@@ -51,8 +49,6 @@ pub const PROBABILITY_DEFAULT_PERCENT: u32 = 10;
 pub const LATENCY_SPIKE_DEFAULT: Duration = Duration::from_millis(200);
 /// Slow-fsync latency when the fault names none.
 pub const SLOW_FSYNC_LATENCY_DEFAULT: Duration = Duration::from_millis(200);
-/// `remove-member` leaves at least this many voters.
-pub const VOTERS_MIN: usize = 3;
 /// `add-learner` adds no machine beyond this many members (voters,
 /// learners and machines joining).
 pub const MEMBERS_MAX: usize = 9;
@@ -89,8 +85,8 @@ enum Injection {
 struct NemesisState {
     workload: Arc<Workload>,
     counts: FaultCounts,
-    /// Members whose disk had a bit flipped: possibly down for good.
-    bit_flipped: Arc<Mutex<BTreeSet<u32>>>,
+    /// What may still be lost for good.
+    budget: Arc<Mutex<QuorumBudget>>,
     /// Held for the whole of a membership action: the operator runs one at a
     /// time (the cluster accepts one at a time anyway).
     operator: Arc<tokio::sync::Mutex<()>>,
@@ -110,69 +106,23 @@ impl NemesisState {
         self.workload.recorder.lock().trace(line);
     }
 
-    fn bit_flipped(&self) -> BTreeSet<u32> {
-        self.bit_flipped
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    fn budget(&self) -> MutexGuard<'_, QuorumBudget> {
+        self.budget.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
 
-/// Voters, and voters down for good (wiped and not yet removed, or
-/// bit-flipped), leaving out member `except`.
-fn voter_budget(cluster: &Cluster, bit_flipped: &BTreeSet<u32>, except: u32) -> (usize, usize) {
-    let mut voters = 0;
-    let mut down = 0;
-    for member in cluster.members() {
-        let membership = member.membership();
-        if !membership.is_voter() || member.number == except {
-            continue;
-        }
-        voters += 1;
-        if membership != Membership::Voter || bit_flipped.contains(&member.number) {
-            down += 1;
+    /// A membership action gave up on `number`: its change is in doubt.
+    fn doubt(&self, number: u32, doubt: Doubt) {
+        self.budget().in_doubt.insert(number, doubt);
+    }
+
+    /// A membership action was confirmed: once the runner's view is
+    /// reconciled with the table, no earlier change is in doubt any more
+    /// (the cluster accepts a change only when none is pending).
+    async fn confirmed(&self) {
+        if reconcile(&self.workload.cluster).await.is_ok() {
+            self.budget().in_doubt.clear();
         }
     }
-    (voters, down)
-}
-
-/// Voters in the member table `table`, and those of them down for good (on
-/// no machine that may run, or bit-flipped), leaving out member `except`.
-fn table_budget(
-    cluster: &Cluster,
-    table: &[TableMember],
-    bit_flipped: &BTreeSet<u32>,
-    except: NodeId,
-) -> (usize, usize) {
-    let machines = cluster.members();
-    let mut voters = 0;
-    let mut down = 0;
-    for entry in table {
-        if entry.is_learner || entry.id == except.0 {
-            continue;
-        }
-        voters += 1;
-        let up = machines.iter().any(|machine| {
-            machine.id().0 == entry.id
-                && machine.membership().may_run()
-                && !bit_flipped.contains(&machine.number)
-        });
-        if !up {
-            down += 1;
-        }
-    }
-    (voters, down)
-}
-
-/// Whether voters with this many down for good can still form a quorum.
-fn quorum_survives(voters: usize, down: usize) -> bool {
-    voters >= 1 && down <= (voters - 1) / 2
-}
-
-/// Whether voter `number` may go down for good.
-fn may_lose_voter(cluster: &Cluster, bit_flipped: &BTreeSet<u32>, number: u32) -> bool {
-    let (others, down) = voter_budget(cluster, bit_flipped, number);
-    quorum_survives(others + 1, down + 1)
 }
 
 /// Injects `schedule` (sorted by time) from the start of the run.
@@ -187,7 +137,7 @@ pub async fn run_nemesis(
     let state = NemesisState {
         workload: workload.clone(),
         counts,
-        bit_flipped: Arc::new(Mutex::new(BTreeSet::new())),
+        budget: Arc::new(Mutex::new(QuorumBudget::default())),
         operator: Arc::new(tokio::sync::Mutex::new(())),
     };
     for fault in schedule {
@@ -360,6 +310,7 @@ async fn inject(
                     Ok(number) => {
                         state.trace(&format!("operator: member {number} added as a learner"));
                         state.count(Fault::AddLearner.name());
+                        state.confirmed().await;
                     }
                     Err((number, error)) => {
                         state.trace(&format!("operator: adding member {number} failed: {error}"));
@@ -386,6 +337,7 @@ async fn inject(
                     state.trace(&format!("operator: member {number} is no longer a learner"));
                     return;
                 }
+                state.doubt(number, Doubt::Promotion);
                 match promote_machine(cluster, number).await {
                     Ok(()) => {
                         state.trace(&format!("operator: member {number} promoted"));
@@ -408,30 +360,23 @@ async fn inject(
                 let cluster = &state.workload.cluster;
                 // The budget must come from the real member table: an
                 // earlier action that gave up may have taken effect since.
-                let table = match reconcile(cluster).await {
-                    Ok(table) => table,
-                    Err(error) => {
-                        state.trace(&format!(
-                            "operator: not removing member {number}: no member table: {error}"
-                        ));
-                        return;
-                    }
-                };
-                let membership = cluster.member(number).membership();
-                if !membership.may_run() {
+                if let Err(error) = reconcile(cluster).await {
+                    state.trace(&format!(
+                        "operator: not removing member {number}: no member table: {error}"
+                    ));
+                    return;
+                }
+                if !cluster.member(number).membership().may_run() {
                     state.trace(&format!("operator: member {number} is no longer a member"));
                     return;
                 }
-                if membership.is_voter() {
-                    let id = cluster.member(number).id();
-                    let (voters, down) = table_budget(cluster, &table, &state.bit_flipped(), id);
-                    if voters < VOTERS_MIN || !quorum_survives(voters, down) {
-                        state.trace(&format!(
-                            "operator: not removing voter {number}: {voters} voters would remain, {down} down for good"
-                        ));
-                        return;
-                    }
+                let refused = state.budget().removal_refused(cluster, number);
+                if let Some(reason) = refused {
+                    state.trace(&format!("operator: not removing member {number}: {reason}"));
+                    return;
                 }
+                // In doubt from the moment it is proposed until confirmed.
+                state.doubt(number, Doubt::Removal);
                 match remove_machine(cluster, number).await {
                     Ok(()) => {
                         state.trace(&format!("operator: member {number} removed"));
@@ -449,18 +394,14 @@ async fn inject(
         Fault::Wipe => {
             let number = *members_of(cluster, fault.target, rng).first()?;
             let member = cluster.member(number);
-            let voter = member.membership() == Membership::Voter;
-            if voter && !may_lose_voter(cluster, &state.bit_flipped(), number) {
+            if !state.budget().may_lose(cluster, number) {
                 return None;
             }
+            let voter = member.membership() == Membership::Voter;
             cluster.kill(number, SimDisk::crash);
             // Also when it was already down: the disk is replaced either way.
             member.disk.wipe();
-            state
-                .bit_flipped
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&number);
+            state.budget().bit_flipped.remove(&number);
             cluster.set_membership(number, Membership::Wiped { voter });
             let delay = fault.lasting.unwrap_or(CRASH_RESTART_DELAY_DEFAULT);
             let state = state.clone();
@@ -468,25 +409,35 @@ async fn inject(
                 tokio::time::sleep(delay).await;
                 let _operator = state.operator.lock().await;
                 let cluster = &state.workload.cluster;
-                match rejoin_wiped(cluster, number).await {
-                    Ok(Rejoin::Rejoined { voter }) => {
+                let _ = reconcile(cluster).await;
+                let rejoin = rejoin_wiped(cluster, number, voter, |doubt| {
+                    state.doubt(number, doubt);
+                })
+                .await;
+                let id = cluster.member(number).id();
+                match rejoin {
+                    Rejoin::Rejoined { voter } => {
+                        let role = if voter { "voter" } else { "learner" };
                         state.trace(&format!(
-                            "operator: wiped member {number} is back as {} {}",
-                            if voter { "voter" } else { "learner" },
-                            cluster.member(number).id()
+                            "operator: wiped member {number} is back as {role} {id}"
+                        ));
+                        state.count(WIPE_REJOINED);
+                        state.confirmed().await;
+                    }
+                    Rejoin::PromotionFailed(error) => {
+                        state.trace(&format!(
+                            "operator: wiped member {number} is back as learner {id}; promotion failed: {error}"
                         ));
                         state.count(WIPE_REJOINED);
                     }
-                    Ok(Rejoin::LearnerOnly) => {
+                    Rejoin::RemovalFailed(error) => {
                         state.trace(&format!(
-                            "operator: wiped member {number} is back as learner {}; promotion failed",
-                            cluster.member(number).id()
+                            "operator: wiped member {number} not back: removing its old identity failed: {error}"
                         ));
-                        state.count(WIPE_REJOINED);
                     }
-                    Err(error) => {
+                    Rejoin::AddFailed(error) => {
                         state.trace(&format!(
-                            "operator: wiped member {number} not back: {error}"
+                            "operator: wiped member {number} not back: adding it failed: {error}"
                         ));
                     }
                 }
@@ -494,16 +445,9 @@ async fn inject(
             Some(Injection::Now(Undo::Nothing))
         }
         _ => {
-            let mut bit_flipped = state
-                .bit_flipped
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
-            let undo = inject_now(&state.workload, fault, rng, &mut bit_flipped).await;
-            *state
-                .bit_flipped
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = bit_flipped;
+            let mut budget = state.budget().clone();
+            let undo = inject_now(&state.workload, fault, rng, &mut budget).await;
+            state.budget().bit_flipped = budget.bit_flipped;
             undo.map(Injection::Now)
         }
     }
@@ -514,7 +458,7 @@ async fn inject_now(
     workload: &Arc<Workload>,
     fault: &ScheduledFault,
     rng: &mut ChaCha8Rng,
-    bit_flipped: &mut BTreeSet<u32>,
+    budget: &mut QuorumBudget,
 ) -> Option<Undo> {
     let cluster = &workload.cluster;
     let everyone: BTreeSet<u32> = cluster.active_numbers().into_iter().collect();
@@ -664,11 +608,7 @@ async fn inject_now(
             let number = *targets.first()?;
             // Corruption may keep a member down for good: the voters must
             // still be able to form a quorum without it.
-            let is_voter = cluster.member(number).membership() == Membership::Voter;
-            if is_voter
-                && !bit_flipped.contains(&number)
-                && !may_lose_voter(cluster, bit_flipped, number)
-            {
+            if !budget.bit_flipped.contains(&number) && !budget.may_lose(cluster, number) {
                 return None;
             }
             let member = cluster.member(number);
@@ -684,7 +624,7 @@ async fn inject_now(
             let offset = rng.gen_range(0..len);
             let bit = rng.gen_range(0..8u8);
             disk.flip_bit(&path, offset, bit).ok()?;
-            bit_flipped.insert(number);
+            budget.bit_flipped.insert(number);
             workload.recorder.lock().trace(&format!(
                 "bit flip on member {number}: {} byte {offset} bit {bit}",
                 path.display()

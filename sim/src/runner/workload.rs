@@ -114,9 +114,17 @@ impl Workload {
         format!("k{index:04}").into_bytes()
     }
 
+    /// The TTL clients ask for: the drawn TTL, raised to every member's
+    /// minimum. The simulator models clock drift by scaling a member's tick
+    /// interval, which also scales the minimum TTL the member derives from
+    /// it, and each member raises a grant to its own minimum when it applies
+    /// it (as etcd does); real members share one configured election
+    /// timeout, so asking for at least the largest minimum keeps every
+    /// member applying the TTL the client was told (found by swarm seed 22).
     fn lease_ttl_seconds(&self) -> i64 {
         i64::try_from(self.parameters.lease_ttl.as_secs())
             .unwrap_or(i64::MAX)
+            .max(self.cluster.lease_ttl_min_seconds_max())
             .max(1)
     }
 

@@ -162,6 +162,17 @@ impl Member {
         self.slot().membership
     }
 
+    /// The handle clients use: a running voter's only. etcd's learners
+    /// refuse client requests ("rpc not supported for learner"); Cairn's
+    /// serve them from a state that may lag far behind while they catch
+    /// up, so the simulated clients, like etcd's, leave learners alone.
+    pub fn client_handle(&self) -> Option<NodeHandle> {
+        if self.membership() != Membership::Voter {
+            return None;
+        }
+        self.handle()
+    }
+
     /// The running incarnation's handle, if it is up, not paused, and a
     /// member.
     pub fn handle(&self) -> Option<NodeHandle> {
@@ -470,6 +481,11 @@ impl Cluster {
         *lock(&member.config) = self.node_config(number, generation, initial, StartMode::Existing);
         member.slot().membership = Membership::Learner;
         self.restart(number);
+    }
+
+    /// Traces one line in the run's trace.
+    pub fn trace(&self, line: &str) {
+        self.recorder.lock().trace(line);
     }
 
     /// Records machine `number`'s place in the membership.

@@ -57,7 +57,10 @@ enum Attempt<T> {
 }
 
 /// The handle an operator's request goes to: the leader's when one is
-/// known (etcd forwards to it anyway), else any running member's.
+/// known (etcd forwards to it anyway), else a running voter's. Never a
+/// learner's: a member that joined holds every member, itself included, as
+/// a voter in its table until it has applied its own add, and would refuse
+/// its own promotion as "not a learner".
 fn operator_handle(cluster: &Cluster) -> Option<NodeHandle> {
     if let Some(leader) = cluster.leader() {
         if let Some(handle) = cluster.member(leader).handle() {
@@ -67,13 +70,15 @@ fn operator_handle(cluster: &Cluster) -> Option<NodeHandle> {
     cluster
         .handles()
         .into_iter()
-        .next()
+        .find(|(number, _)| cluster.member(*number).membership() == Membership::Voter)
         .map(|(_, handle)| handle)
 }
 
-/// Runs `attempt` up to `attempts_max` times, `MEMBERSHIP_RETRY` apart.
+/// Runs `attempt` (named `action` in the trace) up to `attempts_max`
+/// times, `MEMBERSHIP_RETRY` apart.
 async fn retry<T, F, Fut>(
     cluster: &Cluster,
+    action: &str,
     attempts_max: u32,
     mut attempt: F,
 ) -> Result<T, MembershipError>
@@ -90,8 +95,14 @@ where
             continue;
         };
         match attempt(handle, number).await {
-            Attempt::Done(value) => return Ok(value),
-            Attempt::Retry(reason) => last = reason,
+            Attempt::Done(value) => {
+                cluster.trace(&format!("operator: {action}, attempt {number}: done"));
+                return Ok(value);
+            }
+            Attempt::Retry(reason) => {
+                cluster.trace(&format!("operator: {action}, attempt {number}: {reason}"));
+                last = reason;
+            }
             Attempt::Refused(error) => return Err(MembershipError::Refused { error }),
         }
     }
@@ -107,13 +118,18 @@ where
 /// promoted, and an abandoned machine whose add took effect after all
 /// starts. Returns the table.
 pub async fn reconcile(cluster: &Cluster) -> Result<Vec<TableMember>, MembershipError> {
-    let table = retry(cluster, MEMBERSHIP_ATTEMPTS_MAX, |handle, _| async move {
-        match tokio::time::timeout(CLIENT_TIMEOUT, handle.member_list_with(true)).await {
-            Ok(Ok((_, table))) => Attempt::Done(table),
-            Ok(Err(error)) => Attempt::Retry(error.to_string()),
-            Err(_) => Attempt::Retry("timed out".to_string()),
-        }
-    })
+    let table = retry(
+        cluster,
+        "member list",
+        MEMBERSHIP_ATTEMPTS_MAX,
+        |handle, _| async move {
+            match tokio::time::timeout(CLIENT_TIMEOUT, handle.member_list_with(true)).await {
+                Ok(Ok((_, table))) => Attempt::Done(table),
+                Ok(Err(error)) => Attempt::Retry(error.to_string()),
+                Err(_) => Attempt::Retry("timed out".to_string()),
+            }
+        },
+    )
     .await?;
     for member in cluster.members() {
         let id = member.id();
@@ -137,15 +153,13 @@ pub async fn reconcile(cluster: &Cluster) -> Result<Vec<TableMember>, Membership
     Ok(table)
 }
 
-/// After an action gave up: whether the table shows it took effect anyway.
+/// After an action failed: whether the table shows it took effect anyway
+/// (an earlier attempt that timed out, or someone else, did it).
 async fn took_effect(
     cluster: &Cluster,
     error: MembershipError,
     effect: impl Fn(&[TableMember]) -> bool,
 ) -> Result<Vec<TableMember>, MembershipError> {
-    if !matches!(error, MembershipError::GaveUp { .. }) {
-        return Err(error);
-    }
     match reconcile(cluster).await {
         Ok(table) if effect(&table) => Ok(table),
         _ => Err(error),
@@ -157,21 +171,16 @@ pub async fn add_learner(
     cluster: &Cluster,
     peer_urls: Vec<String>,
 ) -> Result<Vec<TableMember>, MembershipError> {
-    let result = retry(cluster, MEMBERSHIP_ATTEMPTS_MAX, |handle, attempt| {
+    let action = format!("member add --learner {peer_urls:?}");
+    let result = retry(cluster, &action, MEMBERSHIP_ATTEMPTS_MAX, |handle, _| {
         let peer_urls = peer_urls.clone();
         async move {
             let answer =
                 tokio::time::timeout(CLIENT_TIMEOUT, handle.member_add(peer_urls, true)).await;
             match answer {
                 Ok(Ok((_, _, table))) => Attempt::Done(table),
-                // An earlier attempt that timed out took effect after all.
-                Ok(Err(NodeError::PeerUrlExists | NodeError::MemberIdExists)) if attempt > 0 => {
-                    match tokio::time::timeout(CLIENT_TIMEOUT, handle.member_list_with(true)).await
-                    {
-                        Ok(Ok((_, table))) => Attempt::Done(table),
-                        _ => Attempt::Retry("member list failed".to_string()),
-                    }
-                }
+                // Perhaps an earlier attempt that timed out took effect:
+                // checked against the table below.
                 Ok(Err(error @ (NodeError::PeerUrlExists | NodeError::MemberIdExists))) => {
                     Attempt::Refused(error)
                 }
@@ -194,15 +203,17 @@ pub async fn add_learner(
     }
 }
 
-/// `member promote` of `id`.
+/// `member promote` of `id`. A refusal that says it is no learner (an
+/// earlier attempt may have promoted it) is checked against the table.
 pub async fn promote(cluster: &Cluster, id: NodeId) -> Result<(), MembershipError> {
-    retry(
+    let action = format!("member promote {id}");
+    let result = retry(
         cluster,
+        &action,
         PROMOTE_ATTEMPTS_MAX,
-        |handle, attempt| async move {
+        |handle, _| async move {
             match tokio::time::timeout(CLIENT_TIMEOUT, handle.member_promote(id.0)).await {
                 Ok(Ok(_)) => Attempt::Done(()),
-                Ok(Err(NodeError::MemberNotLearner)) if attempt > 0 => Attempt::Done(()),
                 Ok(Err(error @ (NodeError::MemberNotLearner | NodeError::MemberNotFound))) => {
                     Attempt::Refused(error)
                 }
@@ -211,18 +222,28 @@ pub async fn promote(cluster: &Cluster, id: NodeId) -> Result<(), MembershipErro
             }
         },
     )
+    .await;
+    let Err(error) = result else { return Ok(()) };
+    took_effect(cluster, error, |table| {
+        table
+            .iter()
+            .any(|member| member.id == id.0 && !member.is_learner)
+    })
     .await
+    .map(|_| ())
 }
 
-/// `member remove` of `id`.
+/// `member remove` of `id`. A refusal that says it is not found (an
+/// earlier attempt may have removed it) is checked against the table.
 pub async fn remove(cluster: &Cluster, id: NodeId) -> Result<(), MembershipError> {
-    retry(
+    let action = format!("member remove {id}");
+    let result = retry(
         cluster,
+        &action,
         MEMBERSHIP_ATTEMPTS_MAX,
-        |handle, attempt| async move {
+        |handle, _| async move {
             match tokio::time::timeout(CLIENT_TIMEOUT, handle.member_remove(id.0)).await {
                 Ok(Ok(_)) => Attempt::Done(()),
-                Ok(Err(NodeError::MemberNotFound)) if attempt > 0 => Attempt::Done(()),
                 Ok(Err(
                     error @ (NodeError::MemberNotFound | NodeError::NotEnoughStartedMembers),
                 )) => Attempt::Refused(error),
@@ -231,7 +252,13 @@ pub async fn remove(cluster: &Cluster, id: NodeId) -> Result<(), MembershipError
             }
         },
     )
+    .await;
+    let Err(error) = result else { return Ok(()) };
+    took_effect(cluster, error, |table| {
+        table.iter().all(|member| member.id != id.0)
+    })
     .await
+    .map(|_| ())
 }
 
 /// Adds a new machine as a learner and starts it in join mode; returns its

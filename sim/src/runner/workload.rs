@@ -191,7 +191,7 @@ impl Workload {
             return;
         }
         while !self.is_stopped() {
-            let Some(handle) = self.cluster.member(target).handle() else {
+            let Some(handle) = self.cluster.member(target).client_handle() else {
                 target = rng.gen_range(1..=self.cluster.size());
                 tokio::time::sleep(CLIENT_BACKOFF).await;
                 continue;
@@ -335,7 +335,7 @@ impl Workload {
         let mut resume: Option<i64> = None;
         while !self.is_stopped() {
             let target = rng.gen_range(1..=self.cluster.size());
-            let Some(handle) = self.cluster.member(target).handle() else {
+            let Some(handle) = self.cluster.member(target).client_handle() else {
                 tokio::time::sleep(CLIENT_BACKOFF).await;
                 continue;
             };
@@ -401,7 +401,7 @@ impl Workload {
         while !self.is_stopped() {
             tokio::time::sleep(self.parameters.compact_every).await;
             let target = rng.gen_range(1..=self.cluster.size());
-            let Some(handle) = self.cluster.member(target).handle() else {
+            let Some(handle) = self.cluster.member(target).client_handle() else {
                 continue;
             };
             let revision = handle.header().revision - COMPACTION_KEEP_REVISIONS;

@@ -422,6 +422,10 @@ impl Workload {
         let result = tokio::time::timeout(CLIENT_TIMEOUT, handle.compact(request)).await;
         let mut recorder = self.recorder.lock();
         let acknowledged_at = matches!(result, Ok(Ok(_))).then(|| recorder.now());
+        let acknowledged_revision = match &result {
+            Ok(Ok(header)) => Some(header.revision),
+            _ => None,
+        };
         recorder.trace(&format!(
             "compact {revision} acknowledged={}",
             acknowledged_at.is_some()
@@ -429,6 +433,7 @@ impl Workload {
         lock(&self.compactions).push(Compaction {
             revision,
             acknowledged_at,
+            acknowledged_revision,
         });
     }
 }

@@ -85,7 +85,7 @@ fn slow_fsyncs_are_injected_and_every_check_passes() {
 /// table in scenarios/README.md).
 #[test]
 fn swarm_regressions_stay_green() {
-    for seed in [6, 15, 22, 80] {
+    for seed in [6, 15, 22, 80, 162, 224] {
         passing_run("swarm", seed);
     }
 }

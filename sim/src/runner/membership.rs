@@ -284,7 +284,8 @@ pub async fn add_learner_machine(cluster: &Cluster) -> Result<u32, (u32, Members
 pub async fn promote_machine(cluster: &Cluster, number: u32) -> Result<(), MembershipError> {
     let id = cluster.member(number).id();
     promote(cluster, id).await?;
-    if cluster.member(number).membership() == Membership::Learner {
+    let member = cluster.member(number);
+    if member.id() == id && member.membership() == Membership::Learner {
         cluster.set_membership(number, Membership::Voter);
     }
     Ok(())

@@ -87,6 +87,9 @@ struct NemesisState {
     counts: FaultCounts,
     /// What may still be lost for good.
     budget: Arc<Mutex<QuorumBudget>>,
+    /// Wiped machines the operator has not finished bringing back: not
+    /// wiped again meanwhile (the operator would promote a dead identity).
+    rejoining: Arc<Mutex<BTreeSet<u32>>>,
     /// Held for the whole of a membership action: the operator runs one at a
     /// time (the cluster accepts one at a time anyway).
     operator: Arc<tokio::sync::Mutex<()>>,
@@ -108,6 +111,12 @@ impl NemesisState {
 
     fn budget(&self) -> MutexGuard<'_, QuorumBudget> {
         self.budget.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn rejoining(&self) -> MutexGuard<'_, BTreeSet<u32>> {
+        self.rejoining
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A membership action gave up on `number`: its change is in doubt.
@@ -138,6 +147,7 @@ pub async fn run_nemesis(
         workload: workload.clone(),
         counts,
         budget: Arc::new(Mutex::new(QuorumBudget::default())),
+        rejoining: Arc::new(Mutex::new(BTreeSet::new())),
         operator: Arc::new(tokio::sync::Mutex::new(())),
     };
     for fault in schedule {
@@ -394,9 +404,10 @@ async fn inject(
         Fault::Wipe => {
             let number = *members_of(cluster, fault.target, rng).first()?;
             let member = cluster.member(number);
-            if !state.budget().may_lose(cluster, number) {
+            if state.rejoining().contains(&number) || !state.budget().may_lose(cluster, number) {
                 return None;
             }
+            state.rejoining().insert(number);
             let voter = member.membership() == Membership::Voter;
             cluster.kill(number, SimDisk::crash);
             // Also when it was already down: the disk is replaced either way.
@@ -414,6 +425,7 @@ async fn inject(
                     state.doubt(number, doubt);
                 })
                 .await;
+                state.rejoining().remove(&number);
                 let id = cluster.member(number).id();
                 match rejoin {
                     Rejoin::Rejoined { voter } => {

@@ -378,7 +378,12 @@ impl Cluster {
         config.tick_interval = config.tick_interval * 100 / rate;
         config.snapshot_count = SNAPSHOT_COUNT;
         config.request_timeout = NODE_REQUEST_TIMEOUT;
-        config.seed = self.seed ^ config.member_id.0;
+        // The run's seed as is: every consumer mixes in the member ID
+        // (Raft seeds its election timeouts with `seed ^ id`), so mixing it
+        // in here as well cancelled out and gave every member the same
+        // timeouts: split votes until message jitter broke the tie, and
+        // kill-and-wipe seed 42 never elected a leader.
+        config.seed = self.seed;
         config.observer = Some(self.observer.clone());
         config.planted_bug = self.bug.and_then(Bug::driver_bug);
         config

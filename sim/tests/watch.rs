@@ -257,6 +257,7 @@ fn a_watch_below_a_compaction_must_be_cancelled_with_the_compact_revision() {
     let compactions = [Compaction {
         revision: 4,
         acknowledged_at: Some(ms(50)),
+        acknowledged_revision: Some(4),
     }];
     // Correct: cancelled with compact revision 4.
     let cancelled = WatchResponse {
@@ -318,10 +319,37 @@ fn a_watch_below_a_compaction_must_be_cancelled_with_the_compact_revision() {
 }
 
 #[test]
+fn a_member_that_has_not_applied_a_compaction_may_serve_below_it() {
+    // Acknowledged at revision 5 (by a member ahead); the watch is created
+    // on a member still at revision 5 or below, which has not applied the
+    // compaction yet, as an etcd follower that lags may also do.
+    let compactions = [Compaction {
+        revision: 4,
+        acknowledged_at: Some(ms(50)),
+        acknowledged_revision: Some(5),
+    }];
+    let mut responses = vec![created(5)];
+    responses.extend(correct_events().into_iter().map(|batch| events(5, batch)));
+    let report = check_watches(
+        &log(),
+        &compactions,
+        &[session(prefix_request(2, false), responses)],
+    );
+    assert!(
+        !report
+            .violations
+            .iter()
+            .any(|violation| matches!(violation, WatchViolation::Compaction { .. })),
+        "{report}"
+    );
+}
+
+#[test]
 fn a_watch_resumed_from_a_retained_revision_continues_without_gaps() {
     let compactions = [Compaction {
         revision: 3,
         acknowledged_at: Some(ms(50)),
+        acknowledged_revision: Some(4),
     }];
     let mut responses = vec![created(5)];
     responses.extend(

@@ -22,6 +22,12 @@
 //!   the sync inside truncate) return an I/O error and make nothing durable.
 //! - **Disk full** ([`SimDisk::set_full`]): appends and creates fail with
 //!   `StorageFull` and write nothing.
+//! - **Slow fsync** ([`SimDisk::set_sync_latency`]): every successful sync
+//!   calls the [`SyncStallHook`] with the latency. The disk itself keeps no
+//!   clock; the simulator's hook stalls the member's process for that long
+//!   in simulated time, as a real fsync blocks the thread that called it.
+//! - **Wipe** ([`SimDisk::wipe`]): every file and directory is gone, as
+//!   when an operator replaces a dead disk.
 //!
 //! NB: directories themselves are durable as soon as they are created, and a
 //! rename across directories is modelled per directory (syncing only the
@@ -38,6 +44,7 @@ use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -79,6 +86,29 @@ pub struct SimDiskStats {
     pub torn_writes: u64,
     /// Bits flipped.
     pub bit_flips: u64,
+    /// Successful syncs (file or directory) made slow by a latency.
+    pub slow_syncs: u64,
+    /// Wipes.
+    pub wipes: u64,
+}
+
+/// Called after every successful sync while a sync latency is set, with
+/// that latency, outside the disk's lock: the simulator stalls the calling
+/// member's process for that long.
+#[derive(Clone)]
+pub struct SyncStallHook(Arc<dyn Fn(Duration) + Send + Sync>);
+
+impl SyncStallHook {
+    /// A hook that runs `stall`.
+    pub fn new(stall: impl Fn(Duration) + Send + Sync + 'static) -> SyncStallHook {
+        SyncStallHook(Arc::new(stall))
+    }
+}
+
+impl std::fmt::Debug for SyncStallHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyncStallHook")
+    }
 }
 
 /// What a crash that tore a write did to the last unsynced append.
@@ -167,6 +197,9 @@ struct SimDiskState {
     /// When set, this many more syncs succeed and then `fail_syncs` turns on.
     syncs_before_failure: Option<u64>,
     full: bool,
+    /// How long each successful sync takes, when slow.
+    sync_latency: Option<Duration>,
+    sync_stall_hook: Option<SyncStallHook>,
     stats: SimDiskStats,
 }
 
@@ -207,6 +240,15 @@ impl SimDiskState {
 
     /// Whether the sync being attempted fails (counting down
     /// `syncs_before_failure`).
+    /// Counts a successful sync and returns the stall it owes, if syncs are
+    /// slow: the caller runs the hook once the lock is released.
+    fn sync_stall(&mut self) -> Option<(SyncStallHook, Duration)> {
+        let latency = self.sync_latency?;
+        let hook = self.sync_stall_hook.clone()?;
+        self.stats.slow_syncs += 1;
+        Some((hook, latency))
+    }
+
     fn sync_fails(&mut self) -> bool {
         if let Some(remaining) = self.syncs_before_failure {
             if remaining == 0 {
@@ -247,6 +289,8 @@ impl SimDisk {
                 fail_syncs: false,
                 syncs_before_failure: None,
                 full: false,
+                sync_latency: None,
+                sync_stall_hook: None,
                 stats: SimDiskStats::default(),
             })),
         }
@@ -397,6 +441,32 @@ impl SimDisk {
     /// While `full` is true, appends and creates fail with `StorageFull`.
     pub fn set_full(&self, full: bool) {
         self.lock().full = full;
+    }
+
+    /// While `latency` is set, every successful sync (file or directory)
+    /// calls the stall hook with it. `None` makes syncs fast again.
+    pub fn set_sync_latency(&self, latency: Option<Duration>) {
+        self.lock().sync_latency = latency;
+    }
+
+    /// Installs the hook slow syncs call (see [`SyncStallHook`]).
+    pub fn set_sync_stall_hook(&self, hook: SyncStallHook) {
+        self.lock().sync_stall_hook = Some(hook);
+    }
+
+    /// Erases every file and directory, durable or not, as a replaced disk:
+    /// open handles go stale. Fault switches (failing syncs, full, slow)
+    /// and the stall hook stay as they are.
+    pub fn wipe(&self) {
+        let mut state = self.lock();
+        state.generation += 1;
+        state.names.clear();
+        state.durable_names.clear();
+        state.directories.clear();
+        state.inodes.clear();
+        state.last_unsynced_append = None;
+        state.stats.wipes += 1;
+        tracing::debug!(generation = state.generation, "simulated disk wiped");
     }
 
     /// The operation and fault counters so far.
@@ -592,6 +662,11 @@ impl Disk for SimDisk {
         state.durable_names.extend(entries);
         state.collect_garbage();
         state.stats.directory_syncs += 1;
+        let stall = state.sync_stall();
+        drop(state);
+        if let Some((hook, latency)) = stall {
+            (hook.0)(latency);
+        }
         Ok(())
     }
 }
@@ -661,6 +736,11 @@ impl DiskFile for SimFile {
             state.last_unsynced_append = None;
         }
         state.stats.syncs += 1;
+        let stall = state.sync_stall();
+        drop(state);
+        if let Some((hook, latency)) = stall {
+            (hook.0)(latency);
+        }
         Ok(())
     }
 }
@@ -799,6 +879,57 @@ mod tests {
         assert_eq!(error.kind(), io::ErrorKind::StorageFull);
         assert!(disk.create(&dir().join("b")).is_err());
         assert_eq!(disk.read(&path).unwrap(), b"");
+    }
+
+    #[test]
+    fn slow_syncs_call_the_stall_hook_after_succeeding() {
+        let disk = SimDisk::new(1);
+        let stalls = Arc::new(Mutex::new(Vec::new()));
+        let recorded = stalls.clone();
+        disk.set_sync_stall_hook(SyncStallHook::new(move |latency| {
+            recorded.lock().unwrap().push(latency);
+        }));
+        disk.create_dir_all(&dir()).unwrap();
+        let mut file = disk.create(&dir().join("a")).unwrap();
+        file.sync().unwrap();
+        assert!(stalls.lock().unwrap().is_empty(), "fast syncs do not stall");
+        let latency = Duration::from_millis(250);
+        disk.set_sync_latency(Some(latency));
+        file.append(b"data").unwrap();
+        file.sync().unwrap();
+        disk.sync_dir(&dir()).unwrap();
+        disk.set_fail_syncs(true);
+        assert!(file.sync().is_err());
+        assert_eq!(*stalls.lock().unwrap(), vec![latency, latency]);
+        disk.set_fail_syncs(false);
+        disk.set_sync_latency(None);
+        file.sync().unwrap();
+        assert_eq!(stalls.lock().unwrap().len(), 2);
+        assert_eq!(disk.stats().slow_syncs, 2);
+    }
+
+    #[test]
+    fn wipe_erases_everything_and_stales_handles() {
+        let disk = SimDisk::new(1);
+        disk.create_dir_all(&dir()).unwrap();
+        let path = dir().join("a");
+        let mut file = disk.create(&path).unwrap();
+        disk.sync_dir(&dir()).unwrap();
+        file.append(b"data").unwrap();
+        file.sync().unwrap();
+        disk.wipe();
+        assert!(!disk.exists(&path).unwrap());
+        assert!(!disk.exists(&dir()).unwrap());
+        assert!(disk.file_paths().is_empty());
+        assert!(file.append(b"more").is_err(), "the old handle is stale");
+        disk.crash();
+        assert!(
+            !disk.exists(&path).unwrap(),
+            "nothing durable survives a wipe"
+        );
+        disk.create_dir_all(&dir()).unwrap();
+        assert!(disk.create(&path).is_ok(), "the wiped disk is usable again");
+        assert_eq!(disk.stats().wipes, 1);
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //! - compaction: a watch whose start revision was compacted is cancelled
 //!   with a compact revision that was requested and lies above where the
 //!   watch stood, delivers nothing after that, and a watch created after a
-//!   compaction was acknowledged never serves events from below it.
+//!   compaction was acknowledged, on a member that had applied it, never
+//!   serves events from below it.
 //!
 //! Resuming is a new session starting at the last delivered revision + 1;
 //! every session is checked on its own, so a resumed chain is gap-free and
@@ -111,6 +112,10 @@ pub struct Compaction {
     /// When it was acknowledged; `None` if it failed or timed out (it may
     /// still have happened).
     pub acknowledged_at: Option<SimTime>,
+    /// The store's revision in the acknowledgement: every member applies
+    /// the compaction between this revision and the next, so a member past
+    /// this revision has applied it.
+    pub acknowledged_revision: Option<Revision>,
 }
 
 /// A broken watch guarantee.
@@ -462,8 +467,12 @@ impl SessionChecker<'_> {
         }
     }
 
-    /// A watch created after an acknowledged compaction above its start
-    /// must not serve events from below that compaction.
+    /// A watch created, on a member that had applied it, after an
+    /// acknowledged compaction above its start must not serve events from
+    /// below that compaction. A watch is served from the member's own state
+    /// (as etcd's are): a member that lags behind the compaction may still
+    /// serve those revisions, so only compactions the member had applied
+    /// count (its revision at creation is past the compaction's).
     fn check_compacted_start(
         &mut self,
         start: Option<Revision>,
@@ -471,6 +480,12 @@ impl SessionChecker<'_> {
         cancelled: bool,
     ) {
         let Some(start) = start else { return };
+        let revision_at_creation = self
+            .session
+            .responses
+            .iter()
+            .find(|(_, response)| response.created)
+            .map(|(_, response)| response.header_revision);
         let compacted_before_creation = self
             .compactions
             .iter()
@@ -479,6 +494,12 @@ impl SessionChecker<'_> {
                     .acknowledged_at
                     .is_some_and(|at| at < self.session.created_at)
             })
+            .filter(
+                |compaction| match (compaction.acknowledged_revision, revision_at_creation) {
+                    (Some(compacted_at), Some(created_at)) => created_at > compacted_at,
+                    _ => false,
+                },
+            )
             .map(|compaction| compaction.revision)
             .max();
         let Some(compacted) = compacted_before_creation else {

@@ -12,7 +12,9 @@
 
 pub mod bug;
 pub mod cluster;
+pub mod membership;
 pub mod nemesis;
+pub mod quorum_budget;
 pub mod recorder;
 pub mod workload;
 

@@ -1,22 +1,38 @@
 //! The nemesis: injects the drawn fault schedule into the running cluster
 //! and undoes each fault after its `for` duration. Schedule times count from
 //! the start of the workload, i.e. once the new cluster elected its first
-//! leader. Every fault that was
-//! actually injected is counted by kind for the run summary; a fault that
-//! could not be (no leader to isolate, a kind the runner does not model) is
-//! traced as skipped and not counted.
+//! leader. Every fault that was actually injected is counted by kind for the
+//! run summary; a fault that could not be (no leader to isolate, no learner
+//! to promote, a quorum it would put at risk) is traced as skipped and not
+//! counted.
+//!
+//! Membership actions (`add-learner`, `promote-learner`, `remove-member`,
+//! and the return of a wiped machine) run as the operator would run them:
+//! one at a time, each in its own task that retries through the Cluster API
+//! and counts the action once the cluster confirmed it (see
+//! [`super::membership`]).
+//!
+//! The [`QuorumBudget`] keeps healing able to restore progress: members
+//! that may be down for good (bit-flipped, wiped) never exceed what the
+//! voters can lose, and removals never leave too few voters, counting
+//! membership changes whose outcome is in doubt both ways.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use cairn_server::storage::SimDisk;
 use madsim::net::NetSim;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::cluster::{Cluster, DATA_DIR};
+use super::cluster::{Cluster, Membership, DATA_DIR};
+use super::membership::{
+    add_learner_machine, promote_machine, reconcile, rejoin_wiped, remove_machine, Rejoin,
+};
+use super::quorum_budget::{Doubt, QuorumBudget};
 use super::workload::Workload;
 use crate::scenario::{Fault, FaultOption, PartitionKind, Quantity, Target};
 use crate::swarm::ScheduledFault;
@@ -31,6 +47,13 @@ pub const CRASH_RESTART_DELAY_DEFAULT: Duration = Duration::from_secs(1);
 pub const PROBABILITY_DEFAULT_PERCENT: u32 = 10;
 /// Delay-spike latency when the fault names none.
 pub const LATENCY_SPIKE_DEFAULT: Duration = Duration::from_millis(200);
+/// Slow-fsync latency when the fault names none.
+pub const SLOW_FSYNC_LATENCY_DEFAULT: Duration = Duration::from_millis(200);
+/// `add-learner` adds no machine beyond this many members (voters,
+/// learners and machines joining).
+pub const MEMBERS_MAX: usize = 9;
+/// The summary's name for a wiped machine back under a new identity.
+pub const WIPE_REJOINED: &str = "wipe-rejoined";
 
 /// How to undo an injected fault.
 #[derive(Clone, Debug)]
@@ -49,6 +72,68 @@ enum Undo {
 /// Counts of injected faults, by kind.
 pub type FaultCounts = Arc<Mutex<BTreeMap<&'static str, usize>>>;
 
+/// What injecting a fault did.
+enum Injection {
+    /// Injected now (counted now); undo it with this.
+    Now(Undo),
+    /// Handed to a task that counts it once the cluster confirms it.
+    Deferred,
+}
+
+/// What the nemesis's faults and its membership tasks share.
+#[derive(Clone)]
+struct NemesisState {
+    workload: Arc<Workload>,
+    counts: FaultCounts,
+    /// What may still be lost for good.
+    budget: Arc<Mutex<QuorumBudget>>,
+    /// Wiped machines the operator has not finished bringing back: not
+    /// wiped again meanwhile (the operator would promote a dead identity).
+    rejoining: Arc<Mutex<BTreeSet<u32>>>,
+    /// Held for the whole of a membership action: the operator runs one at a
+    /// time (the cluster accepts one at a time anyway).
+    operator: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl NemesisState {
+    fn count(&self, name: &'static str) {
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(name)
+            .or_insert(0) += 1;
+    }
+
+    fn trace(&self, line: &str) {
+        self.workload.recorder.lock().trace(line);
+    }
+
+    fn budget(&self) -> MutexGuard<'_, QuorumBudget> {
+        self.budget.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn rejoining(&self) -> MutexGuard<'_, BTreeSet<u32>> {
+        self.rejoining
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A membership action gave up on `number`: its change is in doubt.
+    fn doubt(&self, number: u32, doubt: Doubt) {
+        self.budget().in_doubt.insert(number, doubt);
+    }
+
+    /// A membership action was confirmed: once the runner's view is
+    /// reconciled with the table, no earlier change is in doubt any more
+    /// (the cluster accepts a change only when none is pending).
+    async fn confirmed(&self) {
+        if reconcile(&self.workload.cluster).await.is_ok() {
+            self.budget().in_doubt.clear();
+        }
+    }
+}
+
 /// Injects `schedule` (sorted by time) from the start of the run.
 pub async fn run_nemesis(
     workload: Arc<Workload>,
@@ -58,23 +143,29 @@ pub async fn run_nemesis(
 ) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_6d65);
     let origin = tokio::time::Instant::now();
-    let mut bit_flipped: BTreeSet<u32> = BTreeSet::new();
+    let state = NemesisState {
+        workload: workload.clone(),
+        counts,
+        budget: Arc::new(Mutex::new(QuorumBudget::default())),
+        rejoining: Arc::new(Mutex::new(BTreeSet::new())),
+        operator: Arc::new(tokio::sync::Mutex::new(())),
+    };
     for fault in schedule {
         tokio::time::sleep_until(origin + fault.at).await;
-        let undo = inject(&workload, &fault, &mut rng, &mut bit_flipped).await;
-        let Some(undo) = undo else {
-            workload
-                .recorder
-                .lock()
-                .trace(&format!("nemesis skipped: {fault}"));
-            continue;
+        let injection = inject(&state, &fault, &mut rng).await;
+        let undo = match injection {
+            None => {
+                state.trace(&format!("nemesis skipped: {fault}"));
+                continue;
+            }
+            Some(Injection::Deferred) => {
+                state.trace(&format!("nemesis: {fault} (operator task)"));
+                continue;
+            }
+            Some(Injection::Now(undo)) => undo,
         };
-        workload.recorder.lock().trace(&format!("nemesis: {fault}"));
-        *counts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(fault.fault.name())
-            .or_insert(0) += 1;
+        state.trace(&format!("nemesis: {fault}"));
+        state.count(fault.fault.name());
         let lasting = match (&undo, fault.lasting) {
             (_, Some(lasting)) => Some(lasting),
             (Undo::Restart(_), None) => Some(CRASH_RESTART_DELAY_DEFAULT),
@@ -127,9 +218,13 @@ fn undo_fault(cluster: &Cluster, workload: &Workload, undo: Undo) {
                 let member = cluster.member(number);
                 member.disk.set_fail_syncs(false);
                 member.disk.set_full(false);
+                member.disk.set_sync_latency(None);
                 let stopped = {
                     let slot = member.slot();
-                    !slot.killed && slot.handle.is_none() && slot.failure.is_some()
+                    slot.membership.may_run()
+                        && !slot.killed
+                        && slot.handle.is_none()
+                        && slot.failure.is_some()
                 };
                 if stopped {
                     // A member that stopped on a disk error restarts from
@@ -157,10 +252,18 @@ fn latency(fault: &ScheduledFault, default: Duration) -> Duration {
     }
 }
 
-/// The members a target names right now.
+/// The members a target names right now (members the runner may run:
+/// never a removed machine, nor a wiped one's old identity).
 fn members_of(cluster: &Cluster, target: Option<Target>, rng: &mut ChaCha8Rng) -> Vec<u32> {
+    let mut targets = targets_of(cluster, target, rng);
+    targets.retain(|number| cluster.member(*number).membership().may_run());
+    targets
+}
+
+fn targets_of(cluster: &Cluster, target: Option<Target>, rng: &mut ChaCha8Rng) -> Vec<u32> {
     let size = cluster.size();
-    let mut all: Vec<u32> = (1..=size).collect();
+    let mut all: Vec<u32> = cluster.active_numbers();
+    let active = all.len() as u32;
     match target {
         None | Some(Target::All) => all,
         Some(Target::Leader) => cluster.leader().into_iter().collect(),
@@ -178,13 +281,13 @@ fn members_of(cluster: &Cluster, target: Option<Target>, rng: &mut ChaCha8Rng) -
         Some(Target::Node(number)) => vec![number.clamp(1, size)],
         Some(Target::Minority) => {
             all.shuffle(rng);
-            all.truncate(((size - 1) / 2).max(1) as usize);
+            all.truncate((active.saturating_sub(1) / 2).max(1) as usize);
             all.sort_unstable();
             all
         }
         Some(Target::Majority) => {
             all.shuffle(rng);
-            all.truncate((size / 2 + 1) as usize);
+            all.truncate((active / 2 + 1) as usize);
             all.sort_unstable();
             all
         }
@@ -192,14 +295,186 @@ fn members_of(cluster: &Cluster, target: Option<Target>, rng: &mut ChaCha8Rng) -
 }
 
 async fn inject(
+    state: &NemesisState,
+    fault: &ScheduledFault,
+    rng: &mut ChaCha8Rng,
+) -> Option<Injection> {
+    let cluster = &state.workload.cluster;
+    match fault.fault {
+        Fault::AddLearner => {
+            let joining = cluster
+                .members()
+                .iter()
+                .filter(|member| member.membership() == Membership::Joining)
+                .count();
+            if cluster.active_numbers().len() + joining >= MEMBERS_MAX {
+                return None;
+            }
+            let state = state.clone();
+            tokio::spawn(async move {
+                let _operator = state.operator.lock().await;
+                let cluster = &state.workload.cluster;
+                // The view may be stale; the add does not depend on it.
+                let _ = reconcile(cluster).await;
+                match add_learner_machine(cluster).await {
+                    Ok(number) => {
+                        state.trace(&format!("operator: member {number} added as a learner"));
+                        state.count(Fault::AddLearner.name());
+                        state.confirmed().await;
+                    }
+                    Err((number, error)) => {
+                        state.trace(&format!("operator: adding member {number} failed: {error}"));
+                    }
+                }
+            });
+            Some(Injection::Deferred)
+        }
+        Fault::PromoteLearner => {
+            let learners: Vec<u32> = cluster
+                .members()
+                .iter()
+                .filter(|member| member.membership() == Membership::Learner)
+                .filter(|member| member.handle().is_some())
+                .map(|member| member.number)
+                .collect();
+            let number = *learners.choose(rng)?;
+            let state = state.clone();
+            tokio::spawn(async move {
+                let _operator = state.operator.lock().await;
+                let cluster = &state.workload.cluster;
+                let _ = reconcile(cluster).await;
+                if cluster.member(number).membership() != Membership::Learner {
+                    state.trace(&format!("operator: member {number} is no longer a learner"));
+                    return;
+                }
+                state.doubt(number, Doubt::Promotion);
+                match promote_machine(cluster, number).await {
+                    Ok(()) => {
+                        state.trace(&format!("operator: member {number} promoted"));
+                        state.count(Fault::PromoteLearner.name());
+                    }
+                    Err(error) => {
+                        state.trace(&format!(
+                            "operator: promoting member {number} failed: {error}"
+                        ));
+                    }
+                }
+            });
+            Some(Injection::Deferred)
+        }
+        Fault::RemoveMember => {
+            let number = *members_of(cluster, fault.target, rng).first()?;
+            let state = state.clone();
+            tokio::spawn(async move {
+                let _operator = state.operator.lock().await;
+                let cluster = &state.workload.cluster;
+                // The budget must come from the real member table: an
+                // earlier action that gave up may have taken effect since.
+                if let Err(error) = reconcile(cluster).await {
+                    state.trace(&format!(
+                        "operator: not removing member {number}: no member table: {error}"
+                    ));
+                    return;
+                }
+                if !cluster.member(number).membership().may_run() {
+                    state.trace(&format!("operator: member {number} is no longer a member"));
+                    return;
+                }
+                let refused = state.budget().removal_refused(cluster, number);
+                if let Some(reason) = refused {
+                    state.trace(&format!("operator: not removing member {number}: {reason}"));
+                    return;
+                }
+                // In doubt from the moment it is proposed until confirmed.
+                state.doubt(number, Doubt::Removal);
+                match remove_machine(cluster, number).await {
+                    Ok(()) => {
+                        state.trace(&format!("operator: member {number} removed"));
+                        state.count(Fault::RemoveMember.name());
+                    }
+                    Err(error) => {
+                        state.trace(&format!(
+                            "operator: removing member {number} failed: {error}"
+                        ));
+                    }
+                }
+            });
+            Some(Injection::Deferred)
+        }
+        Fault::Wipe => {
+            let number = *members_of(cluster, fault.target, rng).first()?;
+            let member = cluster.member(number);
+            if state.rejoining().contains(&number) || !state.budget().may_lose(cluster, number) {
+                return None;
+            }
+            state.rejoining().insert(number);
+            let voter = member.membership() == Membership::Voter;
+            cluster.kill(number, SimDisk::crash);
+            // Also when it was already down: the disk is replaced either way.
+            member.disk.wipe();
+            state.budget().bit_flipped.remove(&number);
+            cluster.set_membership(number, Membership::Wiped { voter });
+            let delay = fault.lasting.unwrap_or(CRASH_RESTART_DELAY_DEFAULT);
+            let state = state.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _operator = state.operator.lock().await;
+                let cluster = &state.workload.cluster;
+                let _ = reconcile(cluster).await;
+                let rejoin = rejoin_wiped(cluster, number, voter, |doubt| {
+                    state.doubt(number, doubt);
+                })
+                .await;
+                state.rejoining().remove(&number);
+                let id = cluster.member(number).id();
+                match rejoin {
+                    Rejoin::Rejoined { voter } => {
+                        let role = if voter { "voter" } else { "learner" };
+                        state.trace(&format!(
+                            "operator: wiped member {number} is back as {role} {id}"
+                        ));
+                        state.count(WIPE_REJOINED);
+                        state.confirmed().await;
+                    }
+                    Rejoin::PromotionFailed(error) => {
+                        state.trace(&format!(
+                            "operator: wiped member {number} is back as learner {id}; promotion failed: {error}"
+                        ));
+                        state.count(WIPE_REJOINED);
+                    }
+                    Rejoin::RemovalFailed(error) => {
+                        state.trace(&format!(
+                            "operator: wiped member {number} not back: removing its old identity failed: {error}"
+                        ));
+                    }
+                    Rejoin::AddFailed(error) => {
+                        state.trace(&format!(
+                            "operator: wiped member {number} not back: adding it failed: {error}"
+                        ));
+                    }
+                }
+            });
+            Some(Injection::Now(Undo::Nothing))
+        }
+        _ => {
+            let mut budget = state.budget().clone();
+            let undo = inject_now(&state.workload, fault, rng, &mut budget).await;
+            state.budget().bit_flipped = budget.bit_flipped;
+            undo.map(Injection::Now)
+        }
+    }
+}
+
+/// Faults that take effect at once.
+async fn inject_now(
     workload: &Arc<Workload>,
     fault: &ScheduledFault,
     rng: &mut ChaCha8Rng,
-    bit_flipped: &mut BTreeSet<u32>,
+    budget: &mut QuorumBudget,
 ) -> Option<Undo> {
     let cluster = &workload.cluster;
-    let size = cluster.size();
-    let everyone: BTreeSet<u32> = (1..=size).collect();
+    let everyone: BTreeSet<u32> = cluster.active_numbers().into_iter().collect();
+    let size = everyone.len() as u32;
     let targets = members_of(cluster, fault.target, rng);
     match fault.fault {
         Fault::Kill => {
@@ -236,7 +511,7 @@ async fn inject(
             let leader = cluster.leader()?;
             let target = targets.into_iter().find(|number| *number != leader)?;
             let handle = cluster.member(leader).handle()?;
-            let target_id = cluster.member(target).id.0;
+            let target_id = cluster.member(target).id().0;
             tokio::spawn(async move {
                 let _ = tokio::time::timeout(
                     super::workload::CLIENT_TIMEOUT,
@@ -343,12 +618,13 @@ async fn inject(
         }
         Fault::BitFlip => {
             let number = *targets.first()?;
-            // Corruption may keep a member down for good: never more than a
-            // minority, so the majority can still make progress.
-            if !bit_flipped.contains(&number) && bit_flipped.len() as u32 >= (size - 1) / 2 {
+            // Corruption may keep a member down for good: the voters must
+            // still be able to form a quorum without it.
+            if !budget.bit_flipped.contains(&number) && !budget.may_lose(cluster, number) {
                 return None;
             }
-            let disk = &cluster.member(number).disk;
+            let member = cluster.member(number);
+            let disk = &member.disk;
             let files: Vec<PathBuf> = disk
                 .file_paths()
                 .into_iter()
@@ -360,7 +636,7 @@ async fn inject(
             let offset = rng.gen_range(0..len);
             let bit = rng.gen_range(0..8u8);
             disk.flip_bit(&path, offset, bit).ok()?;
-            bit_flipped.insert(number);
+            budget.bit_flipped.insert(number);
             workload.recorder.lock().trace(&format!(
                 "bit flip on member {number}: {} byte {offset} bit {bit}",
                 path.display()
@@ -387,13 +663,13 @@ async fn inject(
             workload.compact(&handle, revision).await;
             Some(Undo::Nothing)
         }
-        // Not modelled by the runner yet: wiping a data dir (needs a
-        // membership change to rejoin), slow fsync (SimDisk has no latency),
-        // and membership changes.
-        Fault::Wipe
-        | Fault::SlowFsync
-        | Fault::AddLearner
-        | Fault::PromoteLearner
-        | Fault::RemoveMember => None,
+        Fault::SlowFsync => {
+            let number = *targets.first()?;
+            let latency = latency(fault, SLOW_FSYNC_LATENCY_DEFAULT);
+            cluster.member(number).disk.set_sync_latency(Some(latency));
+            Some(Undo::ClearDisk(vec![number]))
+        }
+        // Injected by `inject` through the operator's tasks.
+        Fault::Wipe | Fault::AddLearner | Fault::PromoteLearner | Fault::RemoveMember => None,
     }
 }

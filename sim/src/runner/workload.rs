@@ -114,9 +114,17 @@ impl Workload {
         format!("k{index:04}").into_bytes()
     }
 
+    /// The TTL clients ask for: the drawn TTL, raised to every member's
+    /// minimum. The simulator models clock drift by scaling a member's tick
+    /// interval, which also scales the minimum TTL the member derives from
+    /// it, and each member raises a grant to its own minimum when it applies
+    /// it (as etcd does); real members share one configured election
+    /// timeout, so asking for at least the largest minimum keeps every
+    /// member applying the TTL the client was told (found by swarm seed 22).
     fn lease_ttl_seconds(&self) -> i64 {
         i64::try_from(self.parameters.lease_ttl.as_secs())
             .unwrap_or(i64::MAX)
+            .max(self.cluster.lease_ttl_min_seconds_max())
             .max(1)
     }
 
@@ -165,8 +173,7 @@ impl Workload {
     /// One client: operations until the run stops.
     pub async fn run_client(self: Arc<Self>, client: ClientId, seed: u64) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let size = self.cluster.size();
-        let mut target = rng.gen_range(1..=size);
+        let mut target = rng.gen_range(1..=self.cluster.size());
         let mut counter = 0u64;
         let mut lease: Option<LeaseId> = None;
         let mut last_values: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
@@ -184,8 +191,8 @@ impl Workload {
             return;
         }
         while !self.is_stopped() {
-            let Some(handle) = self.cluster.member(target).handle() else {
-                target = rng.gen_range(1..=size);
+            let Some(handle) = self.cluster.member(target).client_handle() else {
+                target = rng.gen_range(1..=self.cluster.size());
                 tokio::time::sleep(CLIENT_BACKOFF).await;
                 continue;
             };
@@ -266,7 +273,7 @@ impl Workload {
             let result = self.execute(client, &handle, operation.clone()).await;
             match (&operation, &result) {
                 (_, None) => {
-                    target = rng.gen_range(1..=size);
+                    target = rng.gen_range(1..=self.cluster.size());
                     tokio::time::sleep(CLIENT_BACKOFF).await;
                 }
                 (
@@ -325,11 +332,10 @@ impl Workload {
     /// One watcher: a watch on the whole key space, resumed after failures.
     pub async fn run_watcher(self: Arc<Self>, client: ClientId, seed: u64) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let size = self.cluster.size();
         let mut resume: Option<i64> = None;
         while !self.is_stopped() {
-            let target = rng.gen_range(1..=size);
-            let Some(handle) = self.cluster.member(target).handle() else {
+            let target = rng.gen_range(1..=self.cluster.size());
+            let Some(handle) = self.cluster.member(target).client_handle() else {
                 tokio::time::sleep(CLIENT_BACKOFF).await;
                 continue;
             };
@@ -391,12 +397,11 @@ impl Workload {
     /// Compacts every `compact_every` until the run stops.
     pub async fn run_compactor(self: Arc<Self>, seed: u64) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let size = self.cluster.size();
         let mut last = 0;
         while !self.is_stopped() {
             tokio::time::sleep(self.parameters.compact_every).await;
-            let target = rng.gen_range(1..=size);
-            let Some(handle) = self.cluster.member(target).handle() else {
+            let target = rng.gen_range(1..=self.cluster.size());
+            let Some(handle) = self.cluster.member(target).client_handle() else {
                 continue;
             };
             let revision = handle.header().revision - COMPACTION_KEEP_REVISIONS;
@@ -417,6 +422,10 @@ impl Workload {
         let result = tokio::time::timeout(CLIENT_TIMEOUT, handle.compact(request)).await;
         let mut recorder = self.recorder.lock();
         let acknowledged_at = matches!(result, Ok(Ok(_))).then(|| recorder.now());
+        let acknowledged_revision = match &result {
+            Ok(Ok(header)) => Some(header.revision),
+            _ => None,
+        };
         recorder.trace(&format!(
             "compact {revision} acknowledged={}",
             acknowledged_at.is_some()
@@ -424,6 +433,7 @@ impl Workload {
         lock(&self.compactions).push(Compaction {
             revision,
             acknowledged_at,
+            acknowledged_revision,
         });
     }
 }

@@ -8,6 +8,19 @@ impl Driver {
     // ----- leases -----
 
     pub(super) fn lease_keep_alive_locally(&mut self, id: LeaseId) -> Result<i64, KvError> {
+        // etcd 3.5's rule (ensureLeadership, then waitAppliedIndex): renew
+        // only once this leader has applied an entry of its own term. Until
+        // then a revoke an earlier leader proposed may still sit in the log,
+        // to commit with this leader's first entry: a renewal before it
+        // would promise a TTL the lease will not live (found by the
+        // simulator: swarm seeds 389 and 442).
+        if self.raft.term_of(self.applied_index) != Some(self.raft.term()) {
+            debug!(
+                lease = id,
+                "keep-alive before this leader applied its own term"
+            );
+            return Err(KvError::NotLeader);
+        }
         match self.store.lease_renew(id, self.now_ms()) {
             Ok(ttl) => Ok(ttl),
             // etcd answers a keep-alive of an unknown lease with TTL 0.

@@ -29,8 +29,9 @@ pub const PEER_URL_DEFAULT: &str = "http://localhost:2380";
 pub const CLUSTER_TOKEN_DEFAULT: &str = "etcd-cluster";
 /// The data directory's suffix after the member name (etcd: ".etcd").
 pub const DATA_DIR_SUFFIX: &str = ".cairn";
-/// Applied entries between snapshots (etcd 3.6's default).
-pub const SNAPSHOT_COUNT_DEFAULT: u64 = 10_000;
+/// Applied entries between snapshots (etcd 3.4 and 3.5's default: a snapshot
+/// serializes the whole in-memory state, so fewer is cheaper).
+pub const SNAPSHOT_COUNT_DEFAULT: u64 = 100_000;
 /// Heartbeat interval in milliseconds.
 pub const HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 100;
 /// Election timeout in milliseconds.

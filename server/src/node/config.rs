@@ -18,8 +18,8 @@ use super::planted_bug::PlantedBug;
 pub const TICK_INTERVAL_DEFAULT: Duration = Duration::from_millis(100);
 /// etcd's election timeout (1000 ms) in 100 ms ticks.
 pub const ELECTION_TIMEOUT_TICKS_DEFAULT: u64 = 10;
-/// etcd 3.6's --snapshot-count.
-pub const SNAPSHOT_COUNT_DEFAULT: u64 = 10_000;
+/// etcd 3.4 and 3.5's --snapshot-count (a snapshot serializes the whole state).
+pub const SNAPSHOT_COUNT_DEFAULT: u64 = 100_000;
 /// How long a client request may wait for its answer.
 pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
 /// etcd's --max-request-bytes (1.5 MiB).

@@ -64,7 +64,7 @@ use self::wal::Wal;
 /// `--snapshot-count` default). The driver decides when to call
 /// [`RaftStorage::save_snapshot`]; this is the bound it should use unless
 /// configured otherwise.
-pub const SNAPSHOT_COUNT_DEFAULT: u64 = 10_000;
+pub const SNAPSHOT_COUNT_DEFAULT: u64 = 100_000;
 
 /// The WAL's subdirectory of the data directory.
 pub const WAL_DIRECTORY: &str = "wal";

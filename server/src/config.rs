@@ -881,7 +881,7 @@ mod tests {
         assert_eq!(config.node.initial_cluster_state, ClusterState::New);
         assert_eq!(config.node.heartbeat_interval, Duration::from_millis(100));
         assert_eq!(config.node.election_timeout, Duration::from_millis(1000));
-        assert_eq!(config.node.snapshot_count, 10_000);
+        assert_eq!(config.node.snapshot_count, 100_000);
         assert_eq!(config.node.quota_backend_bytes, 2 * 1024 * 1024 * 1024);
         assert_eq!(config.api.limits, RequestLimits::default());
         assert_eq!(config.node.auto_compaction, None);

@@ -749,6 +749,15 @@ impl DiskFile for SimFile {
 mod tests {
     use super::*;
 
+    /// Creates `dir()/name` on `disk` with its directory entry synced.
+    fn durably_created(disk: &SimDisk, name: &str) -> (PathBuf, Box<dyn DiskFile>) {
+        disk.create_dir_all(&dir()).unwrap();
+        let path = dir().join(name);
+        let file = disk.create(&path).unwrap();
+        disk.sync_dir(&dir()).unwrap();
+        (path, file)
+    }
+
     fn dir() -> PathBuf {
         PathBuf::from("/data")
     }
@@ -756,10 +765,7 @@ mod tests {
     #[test]
     fn crash_keeps_synced_bytes_and_loses_the_rest() {
         let disk = SimDisk::new(1);
-        disk.create_dir_all(&dir()).unwrap();
-        let path = dir().join("a");
-        let mut file = disk.create(&path).unwrap();
-        disk.sync_dir(&dir()).unwrap();
+        let (path, mut file) = durably_created(&disk, "a");
         file.append(b"hello").unwrap();
         file.sync().unwrap();
         file.append(b" world").unwrap();
@@ -841,10 +847,7 @@ mod tests {
     #[test]
     fn failed_sync_makes_nothing_durable() {
         let disk = SimDisk::new(1);
-        disk.create_dir_all(&dir()).unwrap();
-        let path = dir().join("a");
-        let mut file = disk.create(&path).unwrap();
-        disk.sync_dir(&dir()).unwrap();
+        let (path, mut file) = durably_created(&disk, "a");
         file.append(b"data").unwrap();
         disk.set_fail_syncs(true);
         assert!(file.sync().is_err());
@@ -911,10 +914,7 @@ mod tests {
     #[test]
     fn wipe_erases_everything_and_stales_handles() {
         let disk = SimDisk::new(1);
-        disk.create_dir_all(&dir()).unwrap();
-        let path = dir().join("a");
-        let mut file = disk.create(&path).unwrap();
-        disk.sync_dir(&dir()).unwrap();
+        let (path, mut file) = durably_created(&disk, "a");
         file.append(b"data").unwrap();
         file.sync().unwrap();
         disk.wipe();
@@ -935,10 +935,7 @@ mod tests {
     #[test]
     fn flip_bit_changes_one_bit_in_both_images() {
         let disk = SimDisk::new(1);
-        disk.create_dir_all(&dir()).unwrap();
-        let path = dir().join("a");
-        let mut file = disk.create(&path).unwrap();
-        disk.sync_dir(&dir()).unwrap();
+        let (path, mut file) = durably_created(&disk, "a");
         file.append(&[0u8; 4]).unwrap();
         file.sync().unwrap();
         disk.flip_bit(&path, 2, 3).unwrap();
@@ -952,10 +949,7 @@ mod tests {
     #[test]
     fn truncate_then_crash_keeps_the_truncation() {
         let disk = SimDisk::new(1);
-        disk.create_dir_all(&dir()).unwrap();
-        let path = dir().join("a");
-        let mut file = disk.create(&path).unwrap();
-        disk.sync_dir(&dir()).unwrap();
+        let (path, mut file) = durably_created(&disk, "a");
         file.append(b"abcdef").unwrap();
         file.sync().unwrap();
         disk.truncate(&path, 3).unwrap();

@@ -1052,8 +1052,9 @@ impl Driver {
                     MessageFate::Duplicate => 2,
                 },
             };
-            for _ in 0..copies {
-                match self.transport.send(to, message.clone()) {
+            // The message (entries and all) is cloned only for a duplicate.
+            for message in std::iter::repeat_n(message, copies) {
+                match self.transport.send(to, message) {
                     Ok(()) => {}
                     Err(SendError::UnknownPeer { peer }) => {
                         debug!(peer = %peer, "no address for peer");

@@ -45,7 +45,7 @@ test-unit: deps-etcd
 # The simulator: the production driver under madsim (its own target dir).
 SIM_ENV := RUSTFLAGS="--cfg madsim"
 SIM_CARGO := $(SIM_ENV) $(CARGO)
-SIM_FLAGS := --release -p cairn-sim --target-dir $(SIM_TARGET_DIR)
+SIM_FLAGS := --profile sim -p cairn-sim --target-dir $(SIM_TARGET_DIR)
 
 sim-build:
 	$(SIM_CARGO) build $(SIM_FLAGS) --bins --test planted_bugs

@@ -166,7 +166,7 @@ fn git_commit() -> String {
 fn replay_command(scenario: &Path, seed: u64, bug: Option<Bug>) -> String {
     let bug = bug.map(|bug| format!(" --bug {bug}")).unwrap_or_default();
     format!(
-        "git checkout {} && RUSTFLAGS=\"--cfg madsim\" cargo run -p cairn-sim --target-dir target-sim -- run --scenario {} --seed {seed}{bug}",
+        "git checkout {} && RUSTFLAGS=\"--cfg madsim\" cargo run --profile sim -p cairn-sim --target-dir target-sim -- run --scenario {} --seed {seed}{bug}",
         git_commit(),
         scenario.display()
     )

@@ -5,7 +5,7 @@
 //! green. Simulator build only:
 //!
 //! ```text
-//! RUSTFLAGS="--cfg madsim" cargo test --release -p cairn-sim \
+//! RUSTFLAGS="--cfg madsim" cargo test --profile sim -p cairn-sim \
 //!     --target-dir target-sim --test operator_faults
 //! ```
 #![cfg(madsim)]

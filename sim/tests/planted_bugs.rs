@@ -4,7 +4,7 @@
 //! Simulator build only:
 //!
 //! ```text
-//! RUSTFLAGS="--cfg madsim" cargo test --release -p cairn-sim \
+//! RUSTFLAGS="--cfg madsim" cargo test --profile sim -p cairn-sim \
 //!     --target-dir target-sim --test planted_bugs
 //! ```
 #![cfg(madsim)]

@@ -826,3 +826,101 @@ fn roll_over_syncs_an_unsynced_tail_first() {
     assert_eq!(recovered.state.entries, entries(1, 40, 1));
     assert!(recovered.state.hard_state.commit >= Index(39));
 }
+
+/// A synced persist taken in two steps (the simulator's crash inside an
+/// fsync): a crash between the write and the sync loses the batch, tears it
+/// (cut whole on restart) or keeps it when the sync completed unseen; the
+/// log restarts from the batch before either way and takes new writes; a
+/// received snapshot's marker releases the WAL only once synced.
+#[test]
+fn crash_between_write_and_sync_keeps_the_batch_whole_or_not_at_all() {
+    type Crash = fn(&SimDisk) -> Option<cairn_server::storage::TornWrite>;
+    let crashes: [(&str, Crash); 4] = [
+        ("lost", |disk| {
+            disk.crash();
+            None
+        }),
+        ("torn", SimDisk::crash_tearing_last_write),
+        ("zeroed", SimDisk::crash_zeroing_in_last_write),
+        ("kept", SimDisk::crash_syncing_last_write),
+    ];
+    for seed in 0..20 {
+        for (name, crash) in crashes {
+            let disk = SimDisk::new(seed);
+            let (mut storage, _) = open(&disk, StorageConfig::default());
+            storage
+                .persist(Some(&hard_state(1, 1, 5)), &entries(1, 5, 1), None)
+                .unwrap();
+            storage
+                .write_unsynced(Some(&hard_state(2, 2, 5)), &entries(6, 9, 2), None)
+                .unwrap();
+            drop(storage);
+            let outcome = crash(&disk);
+            let (mut storage, recovered) = open(&disk, StorageConfig::default());
+            let before = (entries(1, 5, 1), hard_state(1, 1, 5));
+            let after = (
+                [entries(1, 5, 1), entries(6, 9, 2)].concat(),
+                hard_state(2, 2, 5),
+            );
+            let recovered_pair = (recovered.state.entries.clone(), recovered.state.hard_state);
+            let context = format!("seed {seed}, {name}: {outcome:?}");
+            match name {
+                "kept" => assert_eq!(recovered_pair, after, "{context}"),
+                // Zeros over bytes that were zeros already leave the batch whole.
+                "zeroed" => assert!(
+                    recovered_pair == before || recovered_pair == after,
+                    "{context}: {recovered_pair:?}"
+                ),
+                _ => assert_eq!(recovered_pair, before, "{context}"),
+            }
+            let next = recovered.state.entries.len() as u64 + 1;
+            storage
+                .write_unsynced(Some(&hard_state(3, 1, 5)), &[entry(next, 3)], None)
+                .unwrap();
+            storage.sync().unwrap();
+            drop(storage);
+            disk.crash();
+            let (_, recovered) = open(&disk, StorageConfig::default());
+            assert_eq!(
+                recovered.state.entries.last(),
+                Some(&entry(next, 3)),
+                "{context}"
+            );
+            assert_eq!(recovered.state.hard_state, hard_state(3, 1, 5), "{context}");
+        }
+    }
+}
+
+#[test]
+fn received_snapshot_written_unsynced_is_installed_by_the_sync() {
+    let disk = SimDisk::new(9);
+    let (mut storage, _) = open(&disk, small_segments());
+    for index in 1..=20 {
+        storage
+            .persist(Some(&hard_state(1, 1, index)), &[entry(index, 1)], None)
+            .unwrap();
+    }
+    let segments = storage.wal_segment_paths().len();
+    assert!(segments > 2, "segments rolled over");
+    storage
+        .write_unsynced(Some(&hard_state(2, 1, 30)), &[], Some(&snapshot(30, 2)))
+        .unwrap();
+    assert_eq!(
+        storage.snapshot_index(),
+        Index(0),
+        "installed before the sync"
+    );
+    assert_eq!(
+        storage.wal_segment_paths().len(),
+        segments,
+        "released early"
+    );
+    storage.sync().unwrap();
+    assert_eq!(storage.snapshot_index(), Index(30));
+    assert_eq!(storage.wal_segment_paths().len(), 1);
+    drop(storage);
+    disk.crash();
+    let (_, recovered) = open(&disk, small_segments());
+    assert_eq!(recovered.state.snapshot, Some(snapshot(30, 2)));
+    assert!(recovered.state.entries.is_empty());
+}

@@ -47,6 +47,17 @@ pub trait LogStore: Send {
         snapshot: Option<&Snapshot>,
         durability: Durability,
     ) -> Result<(), LogStoreError>;
+    /// A synced [`LogStore::persist`] in two steps, for a simulator that
+    /// stretches the fsync over simulated time: writes now, durable only
+    /// after [`LogStore::sync`], which must come next.
+    fn write_unsynced(
+        &mut self,
+        hard_state: Option<&HardState>,
+        entries: &[Entry],
+        snapshot: Option<&Snapshot>,
+    ) -> Result<(), LogStoreError>;
+    /// Makes what [`LogStore::write_unsynced`] wrote durable (one fsync).
+    fn sync(&mut self) -> Result<(), LogStoreError>;
     /// Makes a snapshot the driver took durable; the log before it may go.
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), LogStoreError>;
     /// Replaces the metadata blob, durably.
@@ -90,6 +101,21 @@ impl LogStore for RaftStorage {
         Ok(RaftStorage::persist_with(
             self, hard_state, entries, snapshot, durability,
         )?)
+    }
+
+    fn write_unsynced(
+        &mut self,
+        hard_state: Option<&HardState>,
+        entries: &[Entry],
+        snapshot: Option<&Snapshot>,
+    ) -> Result<(), LogStoreError> {
+        Ok(RaftStorage::write_unsynced(
+            self, hard_state, entries, snapshot,
+        )?)
+    }
+
+    fn sync(&mut self) -> Result<(), LogStoreError> {
+        Ok(RaftStorage::sync(self)?)
     }
 
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), LogStoreError> {
@@ -223,6 +249,20 @@ impl LogStore for MemoryLogStore {
             contents.hard_state = *hard_state;
         }
         Ok(())
+    }
+
+    fn write_unsynced(
+        &mut self,
+        hard_state: Option<&HardState>,
+        entries: &[Entry],
+        snapshot: Option<&Snapshot>,
+    ) -> Result<(), LogStoreError> {
+        // Memory has no crash to lose the write to.
+        self.persist(hard_state, entries, snapshot, Durability::Synced)
+    }
+
+    fn sync(&mut self) -> Result<(), LogStoreError> {
+        self.disk.lock().check_writable()
     }
 
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), LogStoreError> {

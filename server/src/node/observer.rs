@@ -9,6 +9,7 @@
 //! Every callback runs synchronously on the driver task and must not block.
 
 use std::fmt;
+use std::time::Duration;
 
 use cairn_core::kv::{Command, Event, KvStore, Revision};
 use cairn_core::raft::{Entry, Index, NodeId, Status};
@@ -67,4 +68,15 @@ pub trait NodeObserver: Send + Sync + fmt::Debug {
     fn on_applied(&self, applied: &AppliedCommand<'_>);
     /// Before a peer message goes to the transport.
     fn on_send(&self, from: NodeId, to: NodeId, message: &PeerMessage) -> MessageFate;
+    /// Before `member` makes a Ready's `entries` (and hard state) durable
+    /// with an fsync: `Some(delay)` makes that fsync take `delay` of
+    /// simulated time *before* the data is durable. The batch is written
+    /// but unsynced meanwhile; the driver task sleeps while the member's
+    /// other tasks (transport, client API) run on, and a crash in that
+    /// window loses or tears the batch, as a process killed inside
+    /// fdatasync would. `None` (the default) syncs at once.
+    fn fsync_delay(&self, member: NodeId, entries: &[Entry]) -> Option<Duration> {
+        let _ = (member, entries);
+        None
+    }
 }

@@ -22,6 +22,9 @@ pub enum PlantedBug {
     VoteIgnoringLog,
     /// The Raft leader commits without a quorum.
     CommitWithoutQuorum,
+    /// A follower or candidate sends its Ready's messages (append
+    /// responses, votes) before persisting, as only a leader may.
+    FollowerAcksBeforeFsync,
 }
 
 /// [`PlantedBug::DropWatchEvents`] loses the responses of revisions divisible by this.
@@ -29,13 +32,14 @@ pub const DROPPED_WATCH_REVISION_DIVISOR: i64 = 17;
 
 impl PlantedBug {
     /// Every driver bug.
-    pub const ALL: [PlantedBug; 6] = [
+    pub const ALL: [PlantedBug; 7] = [
         PlantedBug::ReadWithoutReadIndex,
         PlantedBug::ForgetVote,
         PlantedBug::ApplyTwiceAfterRestart,
         PlantedBug::DropWatchEvents,
         PlantedBug::VoteIgnoringLog,
         PlantedBug::CommitWithoutQuorum,
+        PlantedBug::FollowerAcksBeforeFsync,
     ];
 
     /// The name `cairn-sim --bug` takes.
@@ -47,6 +51,7 @@ impl PlantedBug {
             PlantedBug::DropWatchEvents => "drop-watch-events",
             PlantedBug::VoteIgnoringLog => "vote-ignoring-log",
             PlantedBug::CommitWithoutQuorum => "commit-without-quorum",
+            PlantedBug::FollowerAcksBeforeFsync => "follower-acks-before-fsync",
         }
     }
 }

@@ -132,6 +132,9 @@ pub struct RaftStorage {
     /// Set by the first failed write; all later calls are refused.
     poisoned: Option<String>,
     snapshots_saved: u64,
+    /// The marker of a received snapshot written by
+    /// [`RaftStorage::write_unsynced`], installed by the sync owed for it.
+    marker_owed: Option<SnapshotMarker>,
 }
 
 impl RaftStorage {
@@ -239,6 +242,7 @@ impl RaftStorage {
             snapshot: replay.snapshot,
             poisoned: None,
             snapshots_saved: 0,
+            marker_owed: None,
         };
         Ok((storage, recovered))
     }
@@ -267,19 +271,62 @@ impl RaftStorage {
         snapshot: Option<&Snapshot>,
         durability: Durability,
     ) -> Result<(), StorageError> {
-        self.refuse_if_poisoned()?;
-        let marker = match snapshot {
-            Some(snapshot) => {
-                self.refuse_stale(snapshot)?;
-                let result = self.snapshots.save(snapshot);
-                let marker = self.poison_on_error(result)?;
-                self.snapshots_saved += 1;
-                Some(marker)
-            }
-            None => None,
-        };
+        let marker = self.save_received_snapshot(snapshot)?;
         let result = self.wal.append(marker, entries, hard_state, durability);
         self.poison_on_error(result)?;
+        self.install_marker(marker)
+    }
+
+    /// [`RaftStorage::persist`] in two steps, so that the fsync can take
+    /// time during which a crash lands (the simulator's seam): this writes
+    /// the received `snapshot` (durably, as a file), `entries` and
+    /// `hard_state` without syncing the WAL; nothing of it is durable, and
+    /// nothing may depend on it, until [`RaftStorage::sync`], which must
+    /// come next. An error poisons the storage.
+    pub fn write_unsynced(
+        &mut self,
+        hard_state: Option<&HardState>,
+        entries: &[Entry],
+        snapshot: Option<&Snapshot>,
+    ) -> Result<(), StorageError> {
+        let marker = self.save_received_snapshot(snapshot)?;
+        let result = self.wal.append_unsynced(marker, entries, hard_state);
+        self.poison_on_error(result)?;
+        self.marker_owed = marker;
+        Ok(())
+    }
+
+    /// Makes what [`RaftStorage::write_unsynced`] wrote durable (one fsync),
+    /// then releases what a snapshot it carried makes useless. An error
+    /// poisons the storage.
+    pub fn sync(&mut self) -> Result<(), StorageError> {
+        self.refuse_if_poisoned()?;
+        let result = self.wal.sync();
+        self.poison_on_error(result)?;
+        let marker = self.marker_owed.take();
+        self.install_marker(marker)
+    }
+
+    /// Saves a snapshot received from the leader as a file (durably), the
+    /// first step of persisting the Ready that carries it.
+    fn save_received_snapshot(
+        &mut self,
+        snapshot: Option<&Snapshot>,
+    ) -> Result<Option<SnapshotMarker>, StorageError> {
+        self.refuse_if_poisoned()?;
+        let Some(snapshot) = snapshot else {
+            return Ok(None);
+        };
+        self.refuse_stale(snapshot)?;
+        let result = self.snapshots.save(snapshot);
+        let marker = self.poison_on_error(result)?;
+        self.snapshots_saved += 1;
+        Ok(Some(marker))
+    }
+
+    /// The WAL's marker of a received snapshot is durable: it is the
+    /// current snapshot, and what it covers may go.
+    fn install_marker(&mut self, marker: Option<SnapshotMarker>) -> Result<(), StorageError> {
         if let Some(marker) = marker {
             self.snapshot = Some(marker);
             self.release(marker)?;

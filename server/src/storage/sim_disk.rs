@@ -15,6 +15,8 @@
 //!   [`SimDisk::crash_zeroing_in_last_write`] instead keeps the whole length
 //!   of the last append but zeroes a random range inside it, as when a file
 //!   system persisted the new file size and some of the pages but not others.
+//!   [`SimDisk::crash_syncing_last_write`] is the other end: the sync of
+//!   that file completed and the crash came before it returned.
 //! - **Bit flip** ([`SimDisk::flip_bit`]): flips one bit of a file, in both
 //!   images, as media corruption would.
 //! - **Failed fsync** ([`SimDisk::set_fail_syncs`], or from a chosen sync
@@ -324,6 +326,38 @@ impl SimDisk {
     /// was torn, or `None` when there was no unsynced append to tear.
     pub fn crash_zeroing_in_last_write(&self) -> Option<TornWrite> {
         self.crash_inner(TearMode::ZeroedRange)
+    }
+
+    /// Simulates power loss right after the sync of the file holding the
+    /// last unsynced append completed, before its caller saw it return:
+    /// that file is durable whole (its earlier unsynced appends too), and
+    /// everything else unsynced is lost as in [`SimDisk::crash`]. Returns
+    /// the write kept (`kept_bytes == write_bytes`), or `None` when there
+    /// was no unsynced append (then it is a plain crash).
+    pub fn crash_syncing_last_write(&self) -> Option<TornWrite> {
+        let kept = {
+            let mut state = self.lock();
+            let state = &mut *state;
+            let append = state.last_unsynced_append.take();
+            append.and_then(|append| {
+                let inode = state.inodes.get_mut(&append.inode)?;
+                inode.durable = DurableImage::Prefix(inode.volatile.len());
+                let path = state
+                    .names
+                    .iter()
+                    .find(|(_, id)| **id == append.inode)
+                    .map(|(path, _)| path.clone())
+                    .unwrap_or_default();
+                Some(TornWrite {
+                    path,
+                    write_bytes: append.len as u64,
+                    kept_bytes: append.len as u64,
+                    zeroed: None,
+                })
+            })
+        };
+        self.crash_inner(TearMode::None);
+        kept
     }
 
     fn crash_inner(&self, mode: TearMode) -> Option<TornWrite> {
@@ -842,6 +876,30 @@ mod tests {
             expected[6 + zeroed.start as usize..6 + zeroed.end as usize].fill(0);
             assert_eq!(contents, expected, "seed {seed}");
         }
+    }
+
+    #[test]
+    fn crash_syncing_last_write_keeps_that_file_whole_and_loses_the_rest() {
+        let disk = SimDisk::new(5);
+        let (other_path, mut other) = durably_created(&disk, "other");
+        let (path, mut file) = durably_created(&disk, "wal");
+        file.append(b"synced ").unwrap();
+        file.sync().unwrap();
+        other.append(b"lost").unwrap();
+        file.append(b"earlier ").unwrap();
+        file.append(b"last").unwrap();
+        let kept = disk.crash_syncing_last_write().expect("an unsynced append");
+        assert_eq!(kept.path, path);
+        assert_eq!(
+            (kept.write_bytes, kept.kept_bytes, kept.zeroed),
+            (4, 4, None)
+        );
+        assert_eq!(disk.read(&path).unwrap(), b"synced earlier last");
+        assert_eq!(disk.read(&other_path).unwrap(), b"");
+        assert!(file.append(b"x").is_err(), "handles go stale");
+        // Nothing unsynced left: a plain crash.
+        assert_eq!(disk.crash_syncing_last_write(), None);
+        assert_eq!(disk.read(&path).unwrap(), b"synced earlier last");
     }
 
     #[test]

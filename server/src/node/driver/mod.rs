@@ -541,7 +541,7 @@ impl Driver {
         // The first tick of an interval fires at once; skip it.
         ticker.tick().await;
         // The first Ready (e.g. the bootstrap snapshot) needs no event.
-        if let Turn::Stop = self.process_readies()? {
+        if let Turn::Stop = self.process_readies().await? {
             return Ok(());
         }
         loop {
@@ -564,7 +564,7 @@ impl Driver {
             }
             self.drain_queued_events();
             self.flush_reads();
-            if let Turn::Stop = self.process_readies()? {
+            if let Turn::Stop = self.process_readies().await? {
                 return Ok(());
             }
             self.route_watch_responses();
@@ -932,7 +932,7 @@ impl Driver {
 
     // ----- the Ready -----
 
-    fn process_readies(&mut self) -> Result<Turn, NodeFailure> {
+    async fn process_readies(&mut self) -> Result<Turn, NodeFailure> {
         for _ in 0..READIES_PER_TURN_MAX {
             let Some(ready) = self.raft.ready() else {
                 return Ok(if self.removed {
@@ -941,14 +941,14 @@ impl Driver {
                     Turn::Continue
                 });
             };
-            self.process_ready(ready)?;
+            self.process_ready(ready).await?;
             self.maybe_snapshot()?;
         }
         self.more_work = true;
         Ok(Turn::Continue)
     }
 
-    fn process_ready(&mut self, mut ready: Ready) -> Result<(), NodeFailure> {
+    async fn process_ready(&mut self, mut ready: Ready) -> Result<(), NodeFailure> {
         self.term = ready.term;
         self.metrics.term.store(ready.term.0, Ordering::Relaxed);
         if let Some(soft_state) = ready.soft_state {
@@ -958,7 +958,11 @@ impl Driver {
         // A leader's messages go out first, so that its own write overlaps
         // the followers' (Raft thesis §10.2.1); anyone else's wait for
         // duty 1, which they vouch for.
-        if ready.from_leader {
+        #[cfg(not(madsim))]
+        let send_first = ready.from_leader;
+        #[cfg(madsim)]
+        let send_first = ready.from_leader || self.planted(PlantedBug::FollowerAcksBeforeFsync);
+        if send_first {
             self.send_messages(std::mem::take(&mut ready.messages));
         }
 
@@ -977,12 +981,32 @@ impl Driver {
                     hard_state.vote = None;
                 }
             }
-            self.log_store.persist(
-                ready.hard_state.as_ref(),
-                &ready.entries,
-                ready.snapshot.as_ref(),
-                durability,
-            )?;
+            let fsync_delay = match (&self.config.observer, durability) {
+                (Some(observer), Durability::Synced) => {
+                    observer.fsync_delay(self.config.member_id, &ready.entries)
+                }
+                _ => None,
+            };
+            match fsync_delay {
+                None => self.log_store.persist(
+                    ready.hard_state.as_ref(),
+                    &ready.entries,
+                    ready.snapshot.as_ref(),
+                    durability,
+                )?,
+                Some(delay) => {
+                    // The simulator's slow fsync: written, not yet durable,
+                    // while the rest of the member runs on (production
+                    // has no observer and never gets here).
+                    self.log_store.write_unsynced(
+                        ready.hard_state.as_ref(),
+                        &ready.entries,
+                        ready.snapshot.as_ref(),
+                    )?;
+                    tokio::time::sleep(delay).await;
+                    self.log_store.sync()?;
+                }
+            }
             if durability == Durability::Synced {
                 self.metrics.fsync_durations.observe(started.elapsed());
             }

@@ -91,6 +91,9 @@ pub struct Wal {
     /// Bytes were appended to the open segment without a sync since the
     /// last one (a [`Durability::Written`] batch).
     unsynced: bool,
+    /// A batch of [`Wal::append_unsynced`] waits for the [`Wal::sync`] its
+    /// caller owes. Invariant: no other batch is written meanwhile.
+    sync_owed: bool,
     /// The last snapshot marker written, carried into each new segment.
     snapshot: Option<SnapshotMarker>,
     /// Set by the first failed write or sync; the WAL refuses all work after.
@@ -230,6 +233,7 @@ impl Wal {
             last_index,
             hard_state: replay.hard_state,
             unsynced: false,
+            sync_owed: false,
             snapshot: replay.snapshot,
             poisoned: None,
             stats,
@@ -261,6 +265,48 @@ impl Wal {
                 || (snapshot_installed.is_none() && entries.is_empty()),
             "entries and snapshot markers must be synced ({} entries written unsynced)",
             entries.len()
+        );
+        self.append_batch(snapshot_installed, entries, hard_state, durability)
+    }
+
+    /// [`Wal::append`] of a batch that must be synced, in two steps: this
+    /// writes it, and the caller owes the [`Wal::sync`] that makes it
+    /// durable before anything depends on it and before any other write.
+    /// The driver takes the two steps when the simulator stretches an fsync
+    /// over simulated time, so a crash can land inside it.
+    pub fn append_unsynced(
+        &mut self,
+        snapshot_installed: Option<SnapshotMarker>,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Result<(), StorageError> {
+        self.append_batch(snapshot_installed, entries, hard_state, Durability::Written)?;
+        self.sync_owed = self.unsynced;
+        Ok(())
+    }
+
+    /// Makes every batch written so far durable (one sync of the open
+    /// segment; nothing when nothing is unsynced), settling the sync owed
+    /// by [`Wal::append_unsynced`].
+    pub fn sync(&mut self) -> Result<(), StorageError> {
+        self.refuse_if_poisoned()?;
+        if self.unsynced {
+            self.sync_segment()?;
+        }
+        self.sync_owed = false;
+        Ok(())
+    }
+
+    fn append_batch(
+        &mut self,
+        snapshot_installed: Option<SnapshotMarker>,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+        durability: Durability,
+    ) -> Result<(), StorageError> {
+        assert!(
+            !self.sync_owed,
+            "a WAL batch written before the sync owed for the previous one"
         );
         self.refuse_if_poisoned()?;
         if snapshot_installed.is_none() && entries.is_empty() && hard_state.is_none() {
@@ -326,6 +372,10 @@ impl Wal {
     /// Records (durably) that a local snapshot at `marker` now covers the log
     /// up to its index; entries after it stay.
     pub fn mark_compacted(&mut self, marker: SnapshotMarker) -> Result<(), StorageError> {
+        assert!(
+            !self.sync_owed,
+            "a compaction marker written before the sync owed for the previous batch"
+        );
         self.refuse_if_poisoned()?;
         let current = self.snapshot.map(|marker| marker.index).unwrap_or_default();
         assert!(

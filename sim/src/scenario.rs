@@ -240,6 +240,12 @@ pub enum Fault {
     FsyncError,
     /// Make fsync slow by a latency.
     SlowFsync,
+    /// Crash the target inside its next fsync of entries or a hard state:
+    /// the batch is written, not yet durable, and lost, torn or kept.
+    CrashInFsync,
+    /// Make every fsync of the target take a latency before its data is
+    /// durable (a crash meanwhile loses it).
+    FsyncStall,
     /// Make writes fail with "no space".
     DiskFull,
     /// Add a new member as a learner.
@@ -392,6 +398,8 @@ impl Fault {
             Fault::BitFlip,
             Fault::FsyncError,
             Fault::SlowFsync,
+            Fault::CrashInFsync,
+            Fault::FsyncStall,
             Fault::DiskFull,
             Fault::AddLearner,
             Fault::PromoteLearner,
@@ -429,6 +437,8 @@ impl Fault {
             Fault::BitFlip => "bit-flip",
             Fault::FsyncError => "fsync-error",
             Fault::SlowFsync => "slow-fsync",
+            Fault::CrashInFsync => "crash-in-fsync",
+            Fault::FsyncStall => "fsync-stall",
             Fault::DiskFull => "disk-full",
             Fault::AddLearner => "add-learner",
             Fault::PromoteLearner => "promote-learner",
@@ -470,7 +480,8 @@ impl Fault {
             Fault::ClockPause => node(Target::Random, true),
             Fault::LoseUnsynced | Fault::TornWrite | Fault::BitFlip => node(Target::Random, false),
             Fault::FsyncError | Fault::DiskFull => node(Target::Random, true),
-            Fault::SlowFsync => FaultShape {
+            Fault::CrashInFsync => node(Target::Random, true),
+            Fault::SlowFsync | Fault::FsyncStall => FaultShape {
                 target: TargetRule::Default(Target::Random),
                 options: &[Latency],
                 undoable: true,

@@ -85,6 +85,8 @@ fn the_fault_vocabulary_is_covered_by_the_scenarios() {
         Fault::BitFlip,
         Fault::FsyncError,
         Fault::SlowFsync,
+        Fault::CrashInFsync,
+        Fault::FsyncStall,
         Fault::DiskFull,
         Fault::AddLearner,
         Fault::PromoteLearner,

@@ -41,6 +41,7 @@ use madsim::net::NetSim;
 use madsim::runtime::Handle;
 
 use super::bug::Bug;
+use super::fsync_faults::FsyncFaults;
 use super::recorder::{SharedRecorder, SimObserver};
 /// The founding members' peer port; each new identity of a wiped machine
 /// listens on the next port, so its peer URL (and member ID) is new.
@@ -331,6 +332,7 @@ impl Cluster {
             .collect();
         let observer = Arc::new(SimObserver {
             recorder: recorder.clone(),
+            fsync_faults: FsyncFaults::default(),
         });
         let members = Mutex::new(Vec::new());
         let staller = Handle::current().create_node().name("sync-stalls").build();
@@ -486,6 +488,11 @@ impl Cluster {
         *lock(&member.config) = self.node_config(number, generation, initial, StartMode::Existing);
         member.slot().membership = Membership::Learner;
         self.restart(number);
+    }
+
+    /// The fsyncs the nemesis stretches (see [`FsyncFaults`]).
+    pub fn fsync_faults(&self) -> &FsyncFaults {
+        &self.observer.fsync_faults
     }
 
     /// Traces one line in the run's trace.

@@ -12,6 +12,7 @@
 
 pub mod bug;
 pub mod cluster;
+pub mod fsync_faults;
 pub mod membership;
 pub mod nemesis;
 pub mod quorum_budget;

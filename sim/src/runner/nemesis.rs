@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use cairn_server::storage::SimDisk;
+use cairn_server::storage::{SimDisk, TornWrite};
 use madsim::net::NetSim;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -49,6 +49,14 @@ pub const PROBABILITY_DEFAULT_PERCENT: u32 = 10;
 pub const LATENCY_SPIKE_DEFAULT: Duration = Duration::from_millis(200);
 /// Slow-fsync latency when the fault names none.
 pub const SLOW_FSYNC_LATENCY_DEFAULT: Duration = Duration::from_millis(200);
+/// Fsync-stall latency when the fault names none.
+pub const FSYNC_STALL_LATENCY_DEFAULT: Duration = Duration::from_millis(50);
+/// How long the fsync a `crash-in-fsync` catches takes, in milliseconds:
+/// the crash lands somewhere inside it.
+pub const CRASH_IN_FSYNC_DELAY_MS: std::ops::RangeInclusive<u64> = 5..=100;
+/// An armed `crash-in-fsync` whose member starts no fsync within this is
+/// called off.
+pub const CRASH_IN_FSYNC_ARMED_MAX: Duration = Duration::from_secs(5);
 /// `add-learner` adds no machine beyond this many members (voters,
 /// learners and machines joining).
 pub const MEMBERS_MAX: usize = 9;
@@ -78,6 +86,51 @@ enum Injection {
     Now(Undo),
     /// Handed to a task that counts it once the cluster confirms it.
     Deferred,
+    /// Armed: a task counts it once it strikes.
+    Armed,
+}
+
+/// What a crash inside an fsync does to the batch being synced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BatchFate {
+    /// Lost with everything else unsynced.
+    Lost,
+    /// A prefix of it reached the disk.
+    Torn,
+    /// Its length reached the disk, with a range of zeros inside.
+    Zeroed,
+    /// The fsync completed; the crash came before it returned.
+    Kept,
+}
+
+impl BatchFate {
+    const ALL: [BatchFate; 4] = [
+        BatchFate::Lost,
+        BatchFate::Torn,
+        BatchFate::Zeroed,
+        BatchFate::Kept,
+    ];
+
+    fn crash(self, disk: &SimDisk) -> Option<TornWrite> {
+        match self {
+            BatchFate::Lost => {
+                disk.crash();
+                None
+            }
+            BatchFate::Torn => disk.crash_tearing_last_write(),
+            BatchFate::Zeroed => disk.crash_zeroing_in_last_write(),
+            BatchFate::Kept => disk.crash_syncing_last_write(),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            BatchFate::Lost => "lost",
+            BatchFate::Torn => "torn",
+            BatchFate::Zeroed => "zeroed",
+            BatchFate::Kept => "kept",
+        }
+    }
 }
 
 /// What the nemesis's faults and its membership tasks share.
@@ -162,6 +215,10 @@ pub async fn run_nemesis(
                 state.trace(&format!("nemesis: {fault} (operator task)"));
                 continue;
             }
+            Some(Injection::Armed) => {
+                state.trace(&format!("nemesis: {fault} (armed)"));
+                continue;
+            }
             Some(Injection::Now(undo)) => undo,
         };
         state.trace(&format!("nemesis: {fault}"));
@@ -190,6 +247,9 @@ pub fn heal_everything(workload: &Workload) {
     undo_fault(cluster, workload, Undo::ResetDuplication);
     undo_fault(cluster, workload, Undo::ResetLatency);
     let all: Vec<u32> = (1..=cluster.size()).collect();
+    for member in cluster.members() {
+        cluster.fsync_faults().clear(member.id());
+    }
     undo_fault(cluster, workload, Undo::Resume(all.clone()));
     undo_fault(cluster, workload, Undo::ClearDisk(all.clone()));
     undo_fault(cluster, workload, Undo::Restart(all));
@@ -219,6 +279,7 @@ fn undo_fault(cluster: &Cluster, workload: &Workload, undo: Undo) {
                 member.disk.set_fail_syncs(false);
                 member.disk.set_full(false);
                 member.disk.set_sync_latency(None);
+                cluster.fsync_faults().set_stall(member.id(), None);
                 let stopped = {
                     let slot = member.slot();
                     slot.membership.may_run()
@@ -400,6 +461,51 @@ async fn inject(
                 }
             });
             Some(Injection::Deferred)
+        }
+        Fault::CrashInFsync => {
+            let number = *members_of(cluster, fault.target, rng).first()?;
+            cluster.member(number).handle()?;
+            let delay = Duration::from_millis(rng.gen_range(CRASH_IN_FSYNC_DELAY_MS));
+            let kill_after = Duration::from_millis(rng.gen_range(0..delay.as_millis() as u64));
+            let fate = *BatchFate::ALL.choose(rng)?;
+            let restart_after = fault.lasting.unwrap_or(CRASH_RESTART_DELAY_DEFAULT);
+            let id = cluster.member(number).id();
+            let fired = cluster.fsync_faults().arm_crash(id, delay);
+            let state = state.clone();
+            tokio::spawn(async move {
+                let caught = match tokio::time::timeout(CRASH_IN_FSYNC_ARMED_MAX, fired).await {
+                    Ok(Ok(caught)) => caught,
+                    // Timed out (the receiver is dropped: the arm is off),
+                    // or disarmed by healing.
+                    _ => {
+                        state.trace(&format!("crash-in-fsync of member {number}: no fsync"));
+                        return;
+                    }
+                };
+                tokio::time::sleep(kill_after).await;
+                let cluster = &state.workload.cluster;
+                let member = cluster.member(number);
+                if member.id() != id || member.slot().killed {
+                    state.trace(&format!("crash-in-fsync of member {number}: already down"));
+                    return;
+                }
+                let mut torn = None;
+                cluster.kill(number, |disk| torn = fate.crash(disk));
+                let entries = match caught {
+                    Some((first, last)) => format!("entries {first}..={last}"),
+                    None => "hard state".to_string(),
+                };
+                state.trace(&format!(
+                    "crash in fsync of member {number} ({entries}) after {}ms of {}ms: batch {} {torn:?}",
+                    kill_after.as_millis(),
+                    delay.as_millis(),
+                    fate.name()
+                ));
+                state.count(Fault::CrashInFsync.name());
+                tokio::time::sleep(restart_after).await;
+                state.workload.cluster.restart(number);
+            });
+            Some(Injection::Armed)
         }
         Fault::Wipe => {
             let number = *members_of(cluster, fault.target, rng).first()?;
@@ -663,6 +769,13 @@ async fn inject_now(
             workload.compact(&handle, revision).await;
             Some(Undo::Nothing)
         }
+        Fault::FsyncStall => {
+            let number = *targets.first()?;
+            let latency = latency(fault, FSYNC_STALL_LATENCY_DEFAULT);
+            let id = cluster.member(number).id();
+            cluster.fsync_faults().set_stall(id, Some(latency));
+            Some(Undo::ClearDisk(vec![number]))
+        }
         Fault::SlowFsync => {
             let number = *targets.first()?;
             let latency = latency(fault, SLOW_FSYNC_LATENCY_DEFAULT);
@@ -670,6 +783,10 @@ async fn inject_now(
             Some(Undo::ClearDisk(vec![number]))
         }
         // Injected by `inject` through the operator's tasks.
-        Fault::Wipe | Fault::AddLearner | Fault::PromoteLearner | Fault::RemoveMember => None,
+        Fault::Wipe
+        | Fault::AddLearner
+        | Fault::PromoteLearner
+        | Fault::RemoveMember
+        | Fault::CrashInFsync => None,
     }
 }

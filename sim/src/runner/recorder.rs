@@ -10,9 +10,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use cairn_core::kv::{Command, KvStore, LeaseId, RangeRequest};
-use cairn_core::raft::{Index, MessageBody, NodeId};
+use cairn_core::raft::{Entry, Index, MessageBody, NodeId};
 use cairn_server::node::{AppliedCommand, MessageFate, NodeObserver, ReadyObservation};
 use cairn_server::transport::PeerMessage;
 use rand::{Rng, SeedableRng};
@@ -20,6 +21,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::checker::lease::LeaseRevocation;
 use crate::checker::raft::{fnv1a, EntryDigest, NodeObservation, RaftChecker, RaftViolation};
+use super::fsync_faults::FsyncFaults;
 use crate::event_log::{EventLog, EventLogConflict};
 use crate::time::SimTime;
 
@@ -318,6 +320,8 @@ impl SharedRecorder {
 pub struct SimObserver {
     /// Where observations go.
     pub recorder: SharedRecorder,
+    /// The fsyncs the nemesis stretches.
+    pub fsync_faults: FsyncFaults,
 }
 
 impl NodeObserver for SimObserver {
@@ -331,5 +335,9 @@ impl NodeObserver for SimObserver {
 
     fn on_send(&self, from: NodeId, to: NodeId, message: &PeerMessage) -> MessageFate {
         self.recorder.lock().on_send(from, to, message)
+    }
+
+    fn fsync_delay(&self, member: NodeId, entries: &[Entry]) -> Option<Duration> {
+        self.fsync_faults.delay(member, entries)
     }
 }

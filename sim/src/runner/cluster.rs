@@ -21,6 +21,8 @@
 //! Ready's messages to the transport only after persisting, and the
 //! transport's tasks are paused too, so those messages leave after the
 //! stall, as they would behind a real fsync that blocks the driver thread.
+//! That stall comes after the data is durable; a stall before it, with a
+//! crash inside, goes through the node observer ([`FsyncFaults`]).
 
 use std::collections::BTreeSet;
 use std::fmt;

@@ -19,9 +19,9 @@ use cairn_server::transport::PeerMessage;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::fsync_faults::FsyncFaults;
 use crate::checker::lease::LeaseRevocation;
 use crate::checker::raft::{fnv1a, EntryDigest, NodeObservation, RaftChecker, RaftViolation};
-use super::fsync_faults::FsyncFaults;
 use crate::event_log::{EventLog, EventLogConflict};
 use crate::time::SimTime;
 

@@ -43,14 +43,32 @@ fn scenario(name: &str) -> Scenario {
         .unwrap_or_else(|error| panic!("{} does not parse: {error}", path.display()))
 }
 
+/// Whether a run of `seed` with `bug` fails: a checker's verdict, or an
+/// invariant assertion inside a member (the simulator build keeps every
+/// `check_invariants` on), which panics the simulation.
+fn caught(scenario: &Scenario, seed: u64, bug: Bug) -> bool {
+    let outcome = std::panic::catch_unwind(|| run(scenario, seed, Some(bug)));
+    match outcome {
+        Ok(outcome) => !outcome.passed(),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            println!("{bug}: seed {seed} panicked: {message}");
+            true
+        }
+    }
+}
+
 #[test]
 fn every_planted_bug_is_caught_within_a_few_seeds() {
     let mut missed = Vec::new();
     for (name, hunt) in HUNTS {
         let bug = Bug::parse(name).unwrap_or_else(|| panic!("no planted bug named {name}"));
         let scenario = scenario(hunt);
-        let caught =
-            (1..=SEEDS_TO_CATCH_MAX).find(|&seed| !run(&scenario, seed, Some(bug)).passed());
+        let caught = (1..=SEEDS_TO_CATCH_MAX).find(|&seed| caught(&scenario, seed, bug));
         match caught {
             Some(seed) => println!("{bug}: caught by {hunt} at seed {seed}"),
             None => missed.push(bug),

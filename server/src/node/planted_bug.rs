@@ -18,6 +18,11 @@ pub enum PlantedBug {
     /// Lose, on its way to the stream, every watch response whose first
     /// event's revision is divisible by [`DROPPED_WATCH_REVISION_DIVISOR`].
     DropWatchEvents,
+    /// On a restart, drop the recovered log entries above the persisted
+    /// commit index before the Raft core sees them, as if the leader would
+    /// send them again: but the member acknowledged them, and the leader's
+    /// match index for it now exceeds its log (it never catches up again).
+    DropUncommittedTailOnRestart,
     /// The Raft core grants votes without the log up-to-date check.
     VoteIgnoringLog,
     /// The Raft leader commits without a quorum.
@@ -29,11 +34,12 @@ pub const DROPPED_WATCH_REVISION_DIVISOR: i64 = 17;
 
 impl PlantedBug {
     /// Every driver bug.
-    pub const ALL: [PlantedBug; 6] = [
+    pub const ALL: [PlantedBug; 7] = [
         PlantedBug::ReadWithoutReadIndex,
         PlantedBug::ForgetVote,
         PlantedBug::ApplyTwiceAfterRestart,
         PlantedBug::DropWatchEvents,
+        PlantedBug::DropUncommittedTailOnRestart,
         PlantedBug::VoteIgnoringLog,
         PlantedBug::CommitWithoutQuorum,
     ];
@@ -45,6 +51,7 @@ impl PlantedBug {
             PlantedBug::ForgetVote => "forget-vote",
             PlantedBug::ApplyTwiceAfterRestart => "apply-twice-after-restart",
             PlantedBug::DropWatchEvents => "drop-watch-events",
+            PlantedBug::DropUncommittedTailOnRestart => "drop-uncommitted-tail-on-restart",
             PlantedBug::VoteIgnoringLog => "vote-ignoring-log",
             PlantedBug::CommitWithoutQuorum => "commit-without-quorum",
         }

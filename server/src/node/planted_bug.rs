@@ -20,8 +20,10 @@ pub enum PlantedBug {
     DropWatchEvents,
     /// On a restart, drop the recovered log entries above the persisted
     /// commit index before the Raft core sees them, as if the leader would
-    /// send them again: but the member acknowledged them, and the leader's
-    /// match index for it now exceeds its log (it never catches up again).
+    /// send them again. But the member acknowledged them: a leader counted
+    /// them towards a quorum, and its match index for the member now
+    /// exceeds the member's log. The member catches up later, so unless it
+    /// was needed for that quorum nothing else goes wrong.
     DropUncommittedTailOnRestart,
     /// The Raft core grants votes without the log up-to-date check.
     VoteIgnoringLog,

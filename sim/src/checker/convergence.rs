@@ -381,9 +381,11 @@ mod tests {
         assert!(log.holds(Index(7), Some(Term(2))));
         assert!(log.holds(Index(10), Some(Term(4))));
         assert!(!log.holds(Index(11), None));
+        // Entries 9 and 10 are covered by the snapshot.
         log.append(entries(9, &[4, 4, 5]));
-        assert_eq!(log.last_index(), Index(12));
-        assert_eq!(log.term_at(Index(12)), Some(Term(5)));
+        assert_eq!(log.last_index(), Index(11));
+        assert_eq!(log.term_at(Index(11)), Some(Term(5)));
+        assert_eq!(log.term_at(Index(9)), None);
     }
 
     fn matches(pairs: &[(u64, u64)]) -> BTreeMap<NodeId, Index> {

@@ -240,7 +240,11 @@ impl MatchChecker {
                 continue;
             }
             self.matches_checked += 1;
-            let follower_term = self.durable_terms.get(&follower).copied().unwrap_or(Term(0));
+            let follower_term = self
+                .durable_terms
+                .get(&follower)
+                .copied()
+                .unwrap_or(Term(0));
             if follower_term > term {
                 continue;
             }

@@ -314,17 +314,15 @@ impl Recorder {
             .iter()
             .filter(|member| leader.is_none_or(|leader| leader.configuration.contains(member)))
             .map(|&member| {
-                self.latest
-                    .get(&member)
-                    .map_or(
-                        MemberProbe {
-                            member,
-                            commit: Index(0),
-                            applied: Index(0),
-                            state_hash: None,
-                        },
-                        |latest| latest.probe,
-                    )
+                self.latest.get(&member).map_or(
+                    MemberProbe {
+                        member,
+                        commit: Index(0),
+                        applied: Index(0),
+                        state_hash: None,
+                    },
+                    |latest| latest.probe,
+                )
             })
             .collect()
     }
@@ -343,13 +341,20 @@ impl Recorder {
                 .map(|entry| (entry.index, entry.term)),
         );
         let (snapshot_index, snapshot_term) = snapshot.unwrap_or((Index(0), Term(0)));
-        let last = recovery.entries.last().map_or(
-            (snapshot_index, snapshot_term),
-            |entry| (entry.index, entry.term),
-        );
+        let last = recovery
+            .entries
+            .last()
+            .map_or((snapshot_index, snapshot_term), |entry| {
+                (entry.index, entry.term)
+            });
         self.trace(&format!(
             "recovered {} term={} snapshot={}/{} last={}/{}",
-            recovery.member, recovery.term.0, snapshot_index.0, snapshot_term.0, last.0 .0, last.1 .0
+            recovery.member,
+            recovery.term.0,
+            snapshot_index.0,
+            snapshot_term.0,
+            last.0 .0,
+            last.1 .0
         ));
     }
 

@@ -257,7 +257,10 @@ pub async fn start(
     if !recovery.fresh && config.planted_bug == Some(PlantedBug::DropUncommittedTailOnRestart) {
         let commit = recovery.persisted.hard_state.commit;
         let before = recovery.persisted.entries.len();
-        recovery.persisted.entries.retain(|entry| entry.index <= commit);
+        recovery
+            .persisted
+            .entries
+            .retain(|entry| entry.index <= commit);
         warn!(
             commit = commit.0,
             dropped = before - recovery.persisted.entries.len(),
@@ -1046,7 +1049,10 @@ impl Driver {
             (
                 ready.entries.clone(),
                 ready.committed_entries.clone(),
-                ready.snapshot.as_ref().map(|snapshot| snapshot.metadata.clone()),
+                ready
+                    .snapshot
+                    .as_ref()
+                    .map(|snapshot| snapshot.metadata.clone()),
             )
         });
         self.raft.advance(ready);

@@ -662,11 +662,13 @@ pub enum Check {
     Lease,
     /// Progress after healing.
     Liveness,
+    /// Leaders' match indexes are durable; replicas converge after healing.
+    Convergence,
 }
 
 impl Check {
     /// Every check.
-    pub const ALL: [Check; 7] = [
+    pub const ALL: [Check; 8] = [
         Check::Linearizable,
         Check::Revisions,
         Check::Raft,
@@ -674,6 +676,7 @@ impl Check {
         Check::Durability,
         Check::Lease,
         Check::Liveness,
+        Check::Convergence,
     ];
 
     /// The check's name in scenario files.
@@ -686,6 +689,7 @@ impl Check {
             Check::Durability => "durability",
             Check::Lease => "lease",
             Check::Liveness => "liveness",
+            Check::Convergence => "convergence",
         }
     }
 }

@@ -24,13 +24,16 @@ const CLEAN_SEEDS: u64 = 2;
 /// `vote-ignoring-log` can be planted too but need a rarer interleaving
 /// (two elections in one term across a restart; a lagging member winning)
 /// than a handful of seeds reliably produces, so they are not asserted.
-const HUNTS: [(&str, &str); 6] = [
+const HUNTS: &[(&str, &str)] = &[
     ("read-without-read-index", "bug-hunt"),
     ("apply-twice-after-restart", "bug-hunt"),
     ("skip-wal-fsync", "bug-hunt"),
     ("drop-watch-events", "bug-hunt"),
     ("commit-without-quorum", "leader-isolated-minority"),
     ("follower-acks-before-fsync", "crash-in-fsync"),
+    // Only the convergence checker sees it: a restarted follower lost
+    // entries it had acknowledged, and a five-member cluster never needs it.
+    ("drop-uncommitted-tail-on-restart", "rolling-restarts"),
 ];
 
 fn scenario(name: &str) -> Scenario {
@@ -82,7 +85,12 @@ fn every_planted_bug_is_caught_within_a_few_seeds() {
 
 #[test]
 fn without_a_bug_the_same_scenarios_pass() {
-    for hunt in ["bug-hunt", "leader-isolated-minority", "crash-in-fsync"] {
+    for hunt in [
+        "bug-hunt",
+        "leader-isolated-minority",
+        "crash-in-fsync",
+        "rolling-restarts",
+    ] {
         let scenario = scenario(hunt);
         for seed in 1..=CLEAN_SEEDS {
             let outcome = run(&scenario, seed, None);

@@ -41,7 +41,9 @@ pub use log_store::{
 };
 pub use member::{cluster_id_for, member_id_for, MemberTable};
 pub use metrics::{DurationHistogram, HistogramSnapshot, NodeMetrics};
-pub use observer::{AppliedCommand, MessageFate, NodeObserver, ReadyObservation};
+pub use observer::{
+    AppliedCommand, MessageFate, NodeObserver, ReadyObservation, RecoveryObservation,
+};
 #[cfg(madsim)]
 pub use planted_bug::PlantedBug;
 pub use snapshot_data::{NodeMetadata, SnapshotData};

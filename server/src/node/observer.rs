@@ -12,7 +12,7 @@ use std::fmt;
 use std::time::Duration;
 
 use cairn_core::kv::{Command, Event, KvStore, Revision};
-use cairn_core::raft::{Entry, Index, NodeId, Status};
+use cairn_core::raft::{Entry, Index, NodeId, SnapshotMetadata, Status, Term};
 
 use crate::transport::PeerMessage;
 
@@ -36,12 +36,29 @@ pub struct ReadyObservation<'a> {
     pub status: Status,
     /// The entries this Ready appended to the log (now persisted).
     pub appended: &'a [Entry],
+    /// The snapshot this Ready persisted (it replaced the log up to its
+    /// index), if any; `appended` follows it.
+    pub snapshot: Option<&'a SnapshotMetadata>,
     /// The committed entries this Ready applied.
     pub committed: &'a [Entry],
     /// The index the key-value store reflects.
     pub applied: Index,
     /// The key-value store at `applied`.
     pub store: &'a KvStore,
+}
+
+/// What a restarting member recovered from its disk: exactly the log the
+/// Raft core starts from (after a crash, what the disk had made durable).
+#[derive(Debug)]
+pub struct RecoveryObservation<'a> {
+    /// The member.
+    pub member: NodeId,
+    /// The term of the recovered hard state.
+    pub term: Term,
+    /// The recovered snapshot, if any: the log up to its index.
+    pub snapshot: Option<&'a SnapshotMetadata>,
+    /// The recovered entries after the snapshot, in index order.
+    pub entries: &'a [Entry],
 }
 
 /// One command as a member applied it.
@@ -79,4 +96,7 @@ pub trait NodeObserver: Send + Sync + fmt::Debug {
         let _ = (member, entries);
         None
     }
+    /// When a member restarts on a data dir that held state, before its
+    /// first Ready.
+    fn on_recovered(&self, _recovery: &RecoveryObservation<'_>) {}
 }

@@ -18,6 +18,13 @@ pub enum PlantedBug {
     /// Lose, on its way to the stream, every watch response whose first
     /// event's revision is divisible by [`DROPPED_WATCH_REVISION_DIVISOR`].
     DropWatchEvents,
+    /// On a restart, drop the recovered log entries above the persisted
+    /// commit index before the Raft core sees them, as if the leader would
+    /// send them again. But the member acknowledged them: a leader counted
+    /// them towards a quorum, and its match index for the member now
+    /// exceeds the member's log. The member catches up later, so unless it
+    /// was needed for that quorum nothing else goes wrong.
+    DropUncommittedTailOnRestart,
     /// The Raft core grants votes without the log up-to-date check.
     VoteIgnoringLog,
     /// The Raft leader commits without a quorum.
@@ -37,6 +44,7 @@ impl PlantedBug {
         PlantedBug::ForgetVote,
         PlantedBug::ApplyTwiceAfterRestart,
         PlantedBug::DropWatchEvents,
+        PlantedBug::DropUncommittedTailOnRestart,
         PlantedBug::VoteIgnoringLog,
         PlantedBug::CommitWithoutQuorum,
         PlantedBug::FollowerAcksBeforeFsync,
@@ -49,6 +57,7 @@ impl PlantedBug {
             PlantedBug::ForgetVote => "forget-vote",
             PlantedBug::ApplyTwiceAfterRestart => "apply-twice-after-restart",
             PlantedBug::DropWatchEvents => "drop-watch-events",
+            PlantedBug::DropUncommittedTailOnRestart => "drop-uncommitted-tail-on-restart",
             PlantedBug::VoteIgnoringLog => "vote-ignoring-log",
             PlantedBug::CommitWithoutQuorum => "commit-without-quorum",
             PlantedBug::FollowerAcksBeforeFsync => "follower-acks-before-fsync",

@@ -4,6 +4,7 @@
 //! clock, no unseeded randomness, bounded by step budgets, so a seed's
 //! verdict replays exactly.
 
+pub mod convergence;
 pub mod durability;
 pub mod lease;
 pub mod linearizable;

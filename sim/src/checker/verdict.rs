@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::checker::convergence::ConvergenceReport;
 use crate::checker::durability::DurabilityReport;
 use crate::checker::lease::LeaseReport;
 use crate::checker::linearizable::LinearizabilityReport;
@@ -32,6 +33,8 @@ pub struct RunVerdict {
     pub raft: Option<(RaftSummary, Option<RaftViolation>)>,
     /// Progress after healing: `Err` says what did not happen in time.
     pub liveness: Option<Result<(), String>>,
+    /// Durable match indexes, and every live member converged after healing.
+    pub convergence: Option<ConvergenceReport>,
     /// Faults injected, by kind.
     pub fault_counts: BTreeMap<&'static str, usize>,
 }
@@ -51,6 +54,10 @@ impl RunVerdict {
                 .as_ref()
                 .is_none_or(|(_, violation)| violation.is_none())
             && self.liveness.as_ref().is_none_or(Result::is_ok)
+            && self
+                .convergence
+                .as_ref()
+                .is_none_or(ConvergenceReport::is_ok)
     }
 
     /// How many verdicts are "unknown" rather than pass or fail (key
@@ -109,6 +116,9 @@ impl fmt::Display for RunVerdict {
             None => {}
             Some(Ok(())) => writeln!(f, "liveness: progress resumed after healing")?,
             Some(Err(reason)) => writeln!(f, "liveness: FAILED: {reason}")?,
+        }
+        if let Some(report) = &self.convergence {
+            write!(f, "{report}")?;
         }
         Ok(())
     }

@@ -5,7 +5,9 @@
 //! node per member, each on its own simulated disk), runs the
 //! [`workload`] and the [`nemesis`] for the scenario's duration (the safety
 //! phase), heals everything and requires a write to commit within the
-//! liveness timeout, reads the final state, and hands everything the
+//! liveness timeout, reads the final state, waits for every live member to
+//! converge (same commit index, applied index and state hash), and hands
+//! everything the
 //! [`recorder`] and the workload collected to every checker. The run's
 //! trace hash covers every Ready, apply, message fault, nemesis step and
 //! client operation, so two runs of one seed can be compared.
@@ -19,7 +21,7 @@ pub mod quorum_budget;
 pub mod recorder;
 pub mod workload;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -32,6 +34,7 @@ use self::cluster::Cluster;
 use self::nemesis::{heal_everything, run_nemesis, FaultCounts};
 use self::recorder::{Recorder, SharedRecorder};
 use self::workload::{Workload, CLIENT_TIMEOUT};
+use crate::checker::convergence::{converged, ConvergenceReport};
 use crate::checker::durability::{check_durability, FinalState};
 use crate::checker::lease::{check_leases, LeaseCheckConfig};
 use crate::checker::linearizable::{check_linearizability, LinearizabilityConfig};
@@ -56,6 +59,8 @@ pub const WATCHER_CLIENT_BASE: u64 = 100_000;
 pub const LIVENESS_KEY: &[u8] = b"liveness";
 /// Pause between liveness probes.
 pub const LIVENESS_RETRY: Duration = Duration::from_millis(200);
+/// Pause between looks at whether the members converged.
+pub const CONVERGENCE_POLL: Duration = Duration::from_millis(100);
 /// Simulated time allowed beyond the run's own phases before madsim
 /// aborts it (a hang is a bug, and must not hang the simulator).
 pub const TIME_LIMIT_SLACK: Duration = Duration::from_secs(120);
@@ -214,6 +219,11 @@ async fn simulate(parameters: SwarmParameters, seed: u64, bug: Option<Bug>) -> R
     }
     tokio::time::sleep(SETTLE_TIME).await;
     let final_state = read_final_state(&workload).await;
+    let convergence = if parameters.checks.contains(&Check::Convergence) {
+        Some(await_convergence(&workload).await)
+    } else {
+        None
+    };
     let simulated = recorder.lock().now().as_duration();
 
     let mut history = std::mem::take(
@@ -284,6 +294,13 @@ async fn simulate(parameters: SwarmParameters, seed: u64, bug: Option<Bug>) -> R
             (Ok(()), Ok(_)) => Ok(()),
         });
     }
+    if let Some(converged) = convergence {
+        verdict.convergence = Some(ConvergenceReport {
+            matches_checked: recorder.matches.matches_checked,
+            match_violation: recorder.match_violation.clone(),
+            converged: Some(converged),
+        });
+    }
     let trace_hash = recorder.trace.hash();
     RunOutcome {
         parameters,
@@ -333,6 +350,43 @@ async fn probe_liveness(workload: &Workload) -> Result<(), String> {
     Err(format!(
         "no write committed within {timeout:?} after healing ({attempt} attempts)"
     ))
+}
+
+/// Waits, up to the liveness timeout, until every running member of the
+/// leader's configuration shows the same commit index, applied index and
+/// state hash; returns how many members converged, or who did not.
+async fn await_convergence(workload: &Workload) -> Result<usize, String> {
+    let timeout = workload.parameters.liveness_timeout;
+    let started = tokio::time::Instant::now();
+    workload.recorder.lock().hash_states = true;
+    loop {
+        let running: BTreeSet<_> = workload
+            .cluster
+            .members()
+            .iter()
+            .filter(|member| member.handle().is_some())
+            .map(|member| member.id())
+            .collect();
+        let probes = workload.recorder.lock().convergence_probes(&running);
+        let elapsed = started.elapsed();
+        match converged(&probes) {
+            Ok(()) => {
+                let first = probes.first().copied();
+                workload.recorder.lock().trace(&format!(
+                    "convergence: {} members at {} after {elapsed:?}",
+                    probes.len(),
+                    first.map_or("nothing".to_string(), |probe| probe.to_string())
+                ));
+                return Ok(probes.len());
+            }
+            Err(members) if elapsed >= timeout => {
+                return Err(format!(
+                    "members differ {timeout:?} after the final read: {members}"
+                ));
+            }
+            Err(_) => tokio::time::sleep(CONVERGENCE_POLL).await,
+        }
+    }
 }
 
 /// Reads every key through a linearizable range from any member.

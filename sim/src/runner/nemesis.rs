@@ -743,10 +743,13 @@ async fn inject_now(
             let bit = rng.gen_range(0..8u8);
             disk.flip_bit(&path, offset, bit).ok()?;
             budget.bit_flipped.insert(number);
-            workload.recorder.lock().trace(&format!(
+            let mut recorder = workload.recorder.lock();
+            recorder.trace(&format!(
                 "bit flip on member {number}: {} byte {offset} bit {bit}",
                 path.display()
             ));
+            recorder.matches.disk_damaged(member.id());
+            drop(recorder);
             cluster.kill(number, |disk| disk.crash());
             Some(Undo::Restart(vec![number]))
         }

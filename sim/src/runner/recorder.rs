@@ -1,25 +1,29 @@
 //! [`Recorder`]: everything one run observes, in one place the node
 //! observers, the clients and the nemesis all write to: the Raft checker fed
 //! after every Ready, the committed event log fed from every apply, lease
-//! revocations, the per-link message faults, and the event trace whose hash
-//! proves a run replays byte for byte.
+//! revocations, the per-link message faults, every member's durable log and
+//! latest indexes for the convergence checker, and the event trace whose
+//! hash proves a run replays byte for byte.
 //!
 //! The simulation is single-threaded, so a plain mutex never contends; it
 //! only satisfies the `Send + Sync` bound of the node observer.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use cairn_core::kv::{Command, KvStore, LeaseId, RangeRequest};
-use cairn_core::raft::{Entry, Index, MessageBody, NodeId};
-use cairn_server::node::{AppliedCommand, MessageFate, NodeObserver, ReadyObservation};
+use cairn_core::raft::{Entry, Index, MessageBody, NodeId, Role, Term};
+use cairn_server::node::{
+    AppliedCommand, MessageFate, NodeObserver, ReadyObservation, RecoveryObservation,
+};
 use cairn_server::transport::PeerMessage;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::fsync_faults::FsyncFaults;
+use crate::checker::convergence::{MatchChecker, MatchViolation, MemberProbe};
 use crate::checker::lease::LeaseRevocation;
 use crate::checker::raft::{fnv1a, EntryDigest, NodeObservation, RaftChecker, RaftViolation};
 use crate::event_log::{EventLog, EventLogConflict};
@@ -86,6 +90,16 @@ impl Trace {
     }
 }
 
+/// A member as of its latest Ready, for the convergence check.
+#[derive(Clone, Debug)]
+struct LatestReady {
+    probe: MemberProbe,
+    term: Term,
+    role: Role,
+    /// Voters and learners of its configuration.
+    configuration: BTreeSet<NodeId>,
+}
+
 /// What the run observed.
 #[derive(Debug)]
 pub struct Recorder {
@@ -104,6 +118,15 @@ pub struct Recorder {
     pub incarnations: BTreeMap<NodeId, u64>,
     /// Each member's last observed applied index (to hash state only on change).
     last_applied: BTreeMap<NodeId, Index>,
+    /// Durable logs and leaders' match indexes.
+    pub matches: MatchChecker,
+    /// The first match index a follower did not hold durably.
+    pub match_violation: Option<MatchViolation>,
+    /// Each running incarnation's latest Ready.
+    latest: BTreeMap<NodeId, LatestReady>,
+    /// Set by the runner once it waits for convergence: from then on every
+    /// Ready hashes the member's store (when its applied index moved).
+    pub hash_states: bool,
     /// Message faults in force.
     pub links: LinkFaults,
     /// Messages lost and duplicated by the link faults.
@@ -127,6 +150,10 @@ impl Recorder {
             revocations: BTreeMap::new(),
             incarnations: BTreeMap::new(),
             last_applied: BTreeMap::new(),
+            matches: MatchChecker::new(),
+            match_violation: None,
+            latest: BTreeMap::new(),
+            hash_states: false,
             links: LinkFaults::default(),
             messages_dropped: 0,
             messages_duplicated: 0,
@@ -152,6 +179,7 @@ impl Recorder {
         *incarnation += 1;
         let incarnation = *incarnation;
         self.last_applied.remove(&member);
+        self.latest.remove(&member);
         self.trace(&format!(
             "member {member} starts (incarnation {incarnation})"
         ));
@@ -196,6 +224,7 @@ impl Recorder {
             let _ = write!(line, " state={hash:x}");
         }
         self.trace(&line);
+        self.observe_for_convergence(observation);
         // The committed window in a second observation: the two windows
         // need not be contiguous with each other.
         let committed_observation = (!observation.committed.is_empty()).then(|| NodeObservation {
@@ -213,6 +242,122 @@ impl Recorder {
                 self.raft_violation = Some(violation);
             }
         }
+    }
+
+    /// Feeds the convergence checker: the member's durable log, a leader's
+    /// match indexes, and the member's latest indexes (and state hash).
+    fn observe_for_convergence(&mut self, observation: &ReadyObservation<'_>) {
+        let member = observation.member;
+        let status = &observation.status;
+        self.matches.persisted(
+            member,
+            status.term,
+            observation
+                .snapshot
+                .map(|snapshot| (snapshot.index, snapshot.term)),
+            observation
+                .appended
+                .iter()
+                .map(|entry| (entry.index, entry.term)),
+        );
+        if status.role == Role::Leader && self.match_violation.is_none() {
+            if let Err(violation) =
+                self.matches
+                    .check_leader(member, status.term, &status.match_index)
+            {
+                self.trace(&format!("MATCH INDEX VIOLATION {violation}"));
+                self.match_violation = Some(violation);
+            }
+        }
+        let previous_hash = self
+            .latest
+            .get(&member)
+            .filter(|latest| latest.probe.applied == observation.applied)
+            .and_then(|latest| latest.probe.state_hash);
+        let state_hash = if self.hash_states {
+            previous_hash.or_else(|| Some(observation.store.hash()))
+        } else {
+            None
+        };
+        let configuration = status
+            .conf_state
+            .voters
+            .iter()
+            .chain(&status.conf_state.learners)
+            .copied()
+            .collect();
+        self.latest.insert(
+            member,
+            LatestReady {
+                probe: MemberProbe {
+                    member,
+                    commit: status.commit,
+                    applied: observation.applied,
+                    state_hash,
+                },
+                term: status.term,
+                role: status.role,
+                configuration,
+            },
+        );
+    }
+
+    /// The latest probes of the `running` members that belong to the
+    /// configuration of the leader of the highest term among them (all of
+    /// them when none leads). A running member not seen since it started
+    /// has no hash yet.
+    pub fn convergence_probes(&self, running: &BTreeSet<NodeId>) -> Vec<MemberProbe> {
+        let leader = running
+            .iter()
+            .filter_map(|member| self.latest.get(member))
+            .filter(|latest| latest.role == Role::Leader)
+            .max_by_key(|latest| latest.term);
+        running
+            .iter()
+            .filter(|member| leader.is_none_or(|leader| leader.configuration.contains(member)))
+            .map(|&member| {
+                self.latest.get(&member).map_or(
+                    MemberProbe {
+                        member,
+                        commit: Index(0),
+                        applied: Index(0),
+                        state_hash: None,
+                    },
+                    |latest| latest.probe,
+                )
+            })
+            .collect()
+    }
+
+    fn on_recovered(&mut self, recovery: &RecoveryObservation<'_>) {
+        let snapshot = recovery
+            .snapshot
+            .map(|snapshot| (snapshot.index, snapshot.term));
+        self.matches.recovered(
+            recovery.member,
+            recovery.term,
+            snapshot,
+            recovery
+                .entries
+                .iter()
+                .map(|entry| (entry.index, entry.term)),
+        );
+        let (snapshot_index, snapshot_term) = snapshot.unwrap_or((Index(0), Term(0)));
+        let last = recovery
+            .entries
+            .last()
+            .map_or((snapshot_index, snapshot_term), |entry| {
+                (entry.index, entry.term)
+            });
+        self.trace(&format!(
+            "recovered {} term={} snapshot={}/{} last={}/{}",
+            recovery.member,
+            recovery.term.0,
+            snapshot_index.0,
+            snapshot_term.0,
+            last.0 .0,
+            last.1 .0
+        ));
     }
 
     fn on_applied(&mut self, applied: &AppliedCommand<'_>) {
@@ -339,5 +484,9 @@ impl NodeObserver for SimObserver {
 
     fn fsync_delay(&self, member: NodeId, entries: &[Entry]) -> Option<Duration> {
         self.fsync_faults.delay(member, entries)
+    }
+
+    fn on_recovered(&self, recovery: &RecoveryObservation<'_>) {
+        self.recorder.lock().on_recovered(recovery);
     }
 }

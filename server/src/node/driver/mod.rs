@@ -59,7 +59,7 @@ use super::member::{
     member_id_for, member_using_peer_url, peer_urls_by_member, stable_hash, MemberTable,
 };
 use super::metrics::NodeMetrics;
-use super::observer::{AppliedCommand, MessageFate, ReadyObservation};
+use super::observer::{AppliedCommand, MessageFate, ReadyObservation, RecoveryObservation};
 #[cfg(madsim)]
 use super::planted_bug::PlantedBug;
 use super::request::{MemberChange, NodeRequest, ReadRequest, Reply};
@@ -203,7 +203,7 @@ impl NodeTask {
 pub async fn start(
     config: NodeConfig,
     mut log_store: Box<dyn LogStore>,
-    recovery: Recovery,
+    #[cfg_attr(not(madsim), allow(unused_mut))] mut recovery: Recovery,
 ) -> Result<(NodeHandle, NodeTask), StartError> {
     let metadata = read_metadata(&config, &recovery)?;
     log_store.write_metadata(&metadata.encode())?;
@@ -252,6 +252,32 @@ pub async fn start(
             }
             applied_index = snapshot.metadata.index;
         }
+    }
+    #[cfg(madsim)]
+    if !recovery.fresh && config.planted_bug == Some(PlantedBug::DropUncommittedTailOnRestart) {
+        let commit = recovery.persisted.hard_state.commit;
+        let before = recovery.persisted.entries.len();
+        recovery
+            .persisted
+            .entries
+            .retain(|entry| entry.index <= commit);
+        warn!(
+            commit = commit.0,
+            dropped = before - recovery.persisted.entries.len(),
+            "planted bug: recovered entries above the commit index dropped"
+        );
+    }
+    if let (Some(observer), false) = (&config.observer, recovery.fresh) {
+        observer.on_recovered(&RecoveryObservation {
+            member: config.member_id,
+            term: recovery.persisted.hard_state.term,
+            snapshot: recovery
+                .persisted
+                .snapshot
+                .as_ref()
+                .map(|snapshot| &snapshot.metadata),
+            entries: &recovery.persisted.entries,
+        });
     }
     let start = if !recovery.fresh {
         Start::Restart(recovery.persisted.clone())
@@ -1043,17 +1069,25 @@ impl Driver {
         self.on_read_states(std::mem::take(&mut ready.read_states));
         self.answer_applied_reads();
 
-        let observed = self
-            .config
-            .observer
-            .as_ref()
-            .map(|_| (ready.entries.clone(), ready.committed_entries.clone()));
+        let observed = self.config.observer.as_ref().map(|_| {
+            (
+                ready.entries.clone(),
+                ready.committed_entries.clone(),
+                ready
+                    .snapshot
+                    .as_ref()
+                    .map(|snapshot| snapshot.metadata.clone()),
+            )
+        });
         self.raft.advance(ready);
-        if let (Some(observer), Some((appended, committed))) = (&self.config.observer, observed) {
+        if let (Some(observer), Some((appended, committed, snapshot))) =
+            (&self.config.observer, observed)
+        {
             observer.on_ready(&ReadyObservation {
                 member: self.config.member_id,
                 status: self.raft.status(),
                 appended: &appended,
+                snapshot: snapshot.as_ref(),
                 committed: &committed,
                 applied: self.applied_index,
                 store: &self.store,

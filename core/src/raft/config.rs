@@ -45,6 +45,10 @@ pub enum PlantedRaftBug {
     /// A leader commits what it persisted itself, without waiting for a
     /// quorum of voters.
     CommitWithoutQuorum,
+    /// A follower that receives an append whose entries all match its log
+    /// still truncates everything after them, so a stale or duplicated
+    /// append drops entries it already acknowledged (and the leader counted).
+    TruncateOnStaleAppend,
 }
 
 impl Config {

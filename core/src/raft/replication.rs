@@ -467,6 +467,17 @@ impl Raft {
             .maybe_append(prev_log_index, prev_log_term, &entries)
         {
             Some((last_new, truncated)) => {
+                #[cfg(madsim)]
+                let truncated = if truncated.is_none()
+                    && last_new < self.log.last_index()
+                    && self.config.planted_bug
+                        == Some(super::config::PlantedRaftBug::TruncateOnStaleAppend)
+                {
+                    // Re-appending the matching entries drops everything after them.
+                    self.log.append(&entries)
+                } else {
+                    truncated
+                };
                 if let Some(at) = truncated {
                     debug!(id = %self.id, from = %from, at = at.0, "conflicting entries replaced");
                 }

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-/// A deliberate bug in the driver (or, for the last two, in the Raft core
+/// A deliberate bug in the driver (or, for the last three, in the Raft core
 /// through its configuration).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PlantedBug {
@@ -22,6 +22,9 @@ pub enum PlantedBug {
     VoteIgnoringLog,
     /// The Raft leader commits without a quorum.
     CommitWithoutQuorum,
+    /// A Raft follower truncates its log after the entries of an append
+    /// that all match, losing entries it acknowledged.
+    TruncateOnStaleAppend,
 }
 
 /// [`PlantedBug::DropWatchEvents`] loses the responses of revisions divisible by this.
@@ -29,13 +32,14 @@ pub const DROPPED_WATCH_REVISION_DIVISOR: i64 = 17;
 
 impl PlantedBug {
     /// Every driver bug.
-    pub const ALL: [PlantedBug; 6] = [
+    pub const ALL: [PlantedBug; 7] = [
         PlantedBug::ReadWithoutReadIndex,
         PlantedBug::ForgetVote,
         PlantedBug::ApplyTwiceAfterRestart,
         PlantedBug::DropWatchEvents,
         PlantedBug::VoteIgnoringLog,
         PlantedBug::CommitWithoutQuorum,
+        PlantedBug::TruncateOnStaleAppend,
     ];
 
     /// The name `cairn-sim --bug` takes.
@@ -47,6 +51,7 @@ impl PlantedBug {
             PlantedBug::DropWatchEvents => "drop-watch-events",
             PlantedBug::VoteIgnoringLog => "vote-ignoring-log",
             PlantedBug::CommitWithoutQuorum => "commit-without-quorum",
+            PlantedBug::TruncateOnStaleAppend => "truncate-on-stale-append",
         }
     }
 }

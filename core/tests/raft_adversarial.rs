@@ -25,14 +25,21 @@
 //! log, three terms of divergent tails at one index, a leader whose quorum
 //! index points at an older-term entry before its own entry commits, and a
 //! crash in the middle of a truncating write.
+//!
+//! In the simulator build a planted Raft bug can be switched on by hand, to
+//! check that these schedules catch it (each of `append-ignoring-prev-term`,
+//! `vote-ignoring-log` and `commit-without-quorum` fails at seed 1):
+//!
+//! ```text
+//! RUSTFLAGS="--cfg madsim" RAFT_ADVERSARIAL_BUG=append-ignoring-prev-term \
+//!     cargo test --profile sim -p cairn-core --target-dir target-sim --test raft_adversarial
+//! ```
 
 mod raft_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cairn_core::raft::{
-    Config, Entry, Index, Message, MessageBody, NodeId, Role, Start, Term,
-};
+use cairn_core::raft::{Config, Entry, Index, Message, MessageBody, NodeId, Role, Start, Term};
 use raft_support::{SafetyChecker, TestNode};
 
 /// Schedules run, one per seed.
@@ -229,7 +236,9 @@ impl Cluster {
         }
         let all_match = !entries.is_empty()
             && raft.term_of(*prev_log_index) == Some(*prev_log_term)
-            && entries.iter().all(|e| raft.term_of(e.index) == Some(e.term));
+            && entries
+                .iter()
+                .all(|e| raft.term_of(e.index) == Some(e.term));
         if all_match && entries.last().is_some_and(|e| e.index < raft.last_index()) {
             self.coverage.stale_matching_append += 1;
         }
@@ -303,7 +312,12 @@ impl Cluster {
             }
         }
         self.isolated.insert(leader);
-        let others: Vec<NodeId> = self.ids.iter().copied().filter(|&id| id != leader).collect();
+        let others: Vec<NodeId> = self
+            .ids
+            .iter()
+            .copied()
+            .filter(|&id| id != leader)
+            .collect();
         let next = others[self.rng.below(others.len())];
         self.elect(next);
     }
@@ -457,7 +471,10 @@ impl Cluster {
             if commit == Index(0) {
                 continue;
             }
-            let term = node.raft.term_of(commit).expect("committed entry in the log");
+            let term = node
+                .raft
+                .term_of(commit)
+                .expect("committed entry in the log");
             let holders = self
                 .voters
                 .iter()
@@ -487,7 +504,10 @@ impl Cluster {
                 if node.raft.term() > leader_term {
                     continue;
                 }
-                let term = leader.raft.term_of(match_index).expect("matched entry in the log");
+                let term = leader
+                    .raft
+                    .term_of(match_index)
+                    .expect("matched entry in the log");
                 assert!(
                     durably_holds(node, match_index, term),
                     "leader {} of term {} has match {}/{} for {} which does not hold it durably",
@@ -533,8 +553,7 @@ impl Cluster {
             matches.sort_unstable_by(|a, b| b.cmp(a));
             let quorum_index = matches[self.voters.len() / 2];
             let commit = leader.raft.commit_index();
-            if quorum_index > commit
-                && leader.raft.term_of(quorum_index) < Some(leader.raft.term())
+            if quorum_index > commit && leader.raft.term_of(quorum_index) < Some(leader.raft.term())
             {
                 self.coverage.old_term_quorum_index += 1;
             }
@@ -562,7 +581,7 @@ fn durably_holds(node: &TestNode, index: Index, term: Term) -> bool {
 fn planted_bug() -> Option<cairn_core::raft::PlantedRaftBug> {
     use cairn_core::raft::PlantedRaftBug;
     match std::env::var("RAFT_ADVERSARIAL_BUG").ok()?.as_str() {
-        "truncate-on-stale-append" => Some(PlantedRaftBug::TruncateOnStaleAppend),
+        "append-ignoring-prev-term" => Some(PlantedRaftBug::AppendIgnoringPrevTerm),
         "vote-ignoring-log" => Some(PlantedRaftBug::VoteIgnoringLog),
         "commit-without-quorum" => Some(PlantedRaftBug::CommitWithoutQuorum),
         other => panic!("no planted Raft bug named {other}"),

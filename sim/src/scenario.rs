@@ -261,6 +261,10 @@ pub enum FaultOption {
     Latency,
     /// Clock rate in percent of real time (100 is no drift).
     Rate,
+    /// For `bit-flip`: the chance, in percent, that the flip lands near the
+    /// end of the live (last) WAL segment rather than anywhere on disk.
+    /// Absent means 0%, so older scenarios draw as before.
+    LiveWal,
 }
 
 impl FaultOption {
@@ -270,12 +274,16 @@ impl FaultOption {
             FaultOption::Probability => "probability",
             FaultOption::Latency => "latency",
             FaultOption::Rate => "rate",
+            FaultOption::LiveWal => "live-wal",
         }
     }
 
     /// Whether the option is a percentage (else a duration).
     pub fn is_percent(self) -> bool {
-        matches!(self, FaultOption::Probability | FaultOption::Rate)
+        matches!(
+            self,
+            FaultOption::Probability | FaultOption::Rate | FaultOption::LiveWal
+        )
     }
 }
 
@@ -438,7 +446,7 @@ impl Fault {
     }
 
     fn shape(self) -> FaultShape {
-        use FaultOption::{Latency, Probability, Rate};
+        use FaultOption::{Latency, LiveWal, Probability, Rate};
         let node = |default: Target, undoable: bool| FaultShape {
             target: TargetRule::Default(default),
             options: &[],
@@ -468,7 +476,12 @@ impl Fault {
                 undoable: true,
             },
             Fault::ClockPause => node(Target::Random, true),
-            Fault::LoseUnsynced | Fault::TornWrite | Fault::BitFlip => node(Target::Random, false),
+            Fault::LoseUnsynced | Fault::TornWrite => node(Target::Random, false),
+            Fault::BitFlip => FaultShape {
+                target: TargetRule::Default(Target::Random),
+                options: &[LiveWal],
+                undoable: false,
+            },
             Fault::FsyncError | Fault::DiskFull => node(Target::Random, true),
             Fault::SlowFsync => FaultShape {
                 target: TargetRule::Default(Target::Random),
@@ -1334,7 +1347,12 @@ impl Parser<'_> {
                 )),
             });
         }
-        for option in fault.options() {
+        // `live-wal` has no default: left out, it draws nothing from the seed.
+        for option in fault
+            .options()
+            .iter()
+            .filter(|o| **o != FaultOption::LiveWal)
+        {
             options
                 .entry(*option)
                 .or_insert_with(|| Span::fixed(default_option(*option)));
@@ -1359,6 +1377,7 @@ fn default_option(option: FaultOption) -> Quantity {
         FaultOption::Probability => Quantity::Percent(10),
         FaultOption::Latency => Quantity::Duration(Duration::from_millis(200)),
         FaultOption::Rate => Quantity::Percent(120),
+        FaultOption::LiveWal => Quantity::Percent(0),
     }
 }
 

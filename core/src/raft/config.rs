@@ -45,10 +45,10 @@ pub enum PlantedRaftBug {
     /// A leader commits what it persisted itself, without waiting for a
     /// quorum of voters.
     CommitWithoutQuorum,
-    /// A follower that receives an append whose entries all match its log
-    /// still truncates everything after them, so a stale or duplicated
-    /// append drops entries it already acknowledged (and the leader counted).
-    TruncateOnStaleAppend,
+    /// A follower accepts an append when it holds any entry at the prev
+    /// index, without checking that entry's term: a follower holding a
+    /// deposed leader's entry there keeps it under the new leader's entries.
+    AppendIgnoringPrevTerm,
 }
 
 impl Config {

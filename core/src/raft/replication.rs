@@ -462,22 +462,19 @@ impl Raft {
             self.send_append_response(from, false, committed, Index(0), Term(0));
             return;
         }
+        #[cfg(madsim)]
+        let prev_log_term = if self.config.planted_bug
+            == Some(super::config::PlantedRaftBug::AppendIgnoringPrevTerm)
+        {
+            self.log.term_of(prev_log_index).unwrap_or(prev_log_term)
+        } else {
+            prev_log_term
+        };
         match self
             .log
             .maybe_append(prev_log_index, prev_log_term, &entries)
         {
             Some((last_new, truncated)) => {
-                #[cfg(madsim)]
-                let truncated = if truncated.is_none()
-                    && last_new < self.log.last_index()
-                    && self.config.planted_bug
-                        == Some(super::config::PlantedRaftBug::TruncateOnStaleAppend)
-                {
-                    // Re-appending the matching entries drops everything after them.
-                    self.log.append(&entries)
-                } else {
-                    truncated
-                };
                 if let Some(at) = truncated {
                     debug!(id = %self.id, from = %from, at = at.0, "conflicting entries replaced");
                 }

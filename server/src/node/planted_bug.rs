@@ -22,9 +22,9 @@ pub enum PlantedBug {
     VoteIgnoringLog,
     /// The Raft leader commits without a quorum.
     CommitWithoutQuorum,
-    /// A Raft follower truncates its log after the entries of an append
-    /// that all match, losing entries it acknowledged.
-    TruncateOnStaleAppend,
+    /// A Raft follower accepts an append on any entry at the prev index,
+    /// whatever its term.
+    AppendIgnoringPrevTerm,
 }
 
 /// [`PlantedBug::DropWatchEvents`] loses the responses of revisions divisible by this.
@@ -39,7 +39,7 @@ impl PlantedBug {
         PlantedBug::DropWatchEvents,
         PlantedBug::VoteIgnoringLog,
         PlantedBug::CommitWithoutQuorum,
-        PlantedBug::TruncateOnStaleAppend,
+        PlantedBug::AppendIgnoringPrevTerm,
     ];
 
     /// The name `cairn-sim --bug` takes.
@@ -51,7 +51,7 @@ impl PlantedBug {
             PlantedBug::DropWatchEvents => "drop-watch-events",
             PlantedBug::VoteIgnoringLog => "vote-ignoring-log",
             PlantedBug::CommitWithoutQuorum => "commit-without-quorum",
-            PlantedBug::TruncateOnStaleAppend => "truncate-on-stale-append",
+            PlantedBug::AppendIgnoringPrevTerm => "append-ignoring-prev-term",
         }
     }
 }

@@ -271,7 +271,9 @@ pub async fn start(
         raft_config.planted_bug = match config.planted_bug {
             Some(PlantedBug::VoteIgnoringLog) => Some(PlantedRaftBug::VoteIgnoringLog),
             Some(PlantedBug::CommitWithoutQuorum) => Some(PlantedRaftBug::CommitWithoutQuorum),
-            Some(PlantedBug::TruncateOnStaleAppend) => Some(PlantedRaftBug::TruncateOnStaleAppend),
+            Some(PlantedBug::AppendIgnoringPrevTerm) => {
+                Some(PlantedRaftBug::AppendIgnoringPrevTerm)
+            }
             _ => None,
         };
     }

@@ -1022,11 +1022,17 @@ impl Driver {
         self.on_read_states(std::mem::take(&mut ready.read_states));
         self.answer_applied_reads();
 
-        let observed = self
-            .config
-            .observer
-            .as_ref()
-            .map(|_| (ready.entries.clone(), ready.committed_entries.clone()));
+        let observed = self.config.observer.as_ref().map(|_| {
+            // The entry before the appended ones too, so that the checker
+            // sees the link between them and what the log already held.
+            let mut appended = Vec::with_capacity(ready.entries.len() + 1);
+            if let Some(first) = ready.entries.first() {
+                let before = Index(first.index.0.saturating_sub(1));
+                appended.extend(self.raft.entries(before, first.index));
+            }
+            appended.extend(ready.entries.iter().cloned());
+            (appended, ready.committed_entries.clone())
+        });
         self.raft.advance(ready);
         if let (Some(observer), Some((appended, committed))) = (&self.config.observer, observed) {
             observer.on_ready(&ReadyObservation {

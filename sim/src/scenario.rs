@@ -267,6 +267,10 @@ pub enum FaultOption {
     Latency,
     /// Clock rate in percent of real time (100 is no drift).
     Rate,
+    /// For `bit-flip`: the chance, in percent, that the flip lands near the
+    /// end of the live (last) WAL segment rather than anywhere on disk.
+    /// Absent means 0%, so older scenarios draw as before.
+    LiveWal,
 }
 
 impl FaultOption {
@@ -276,12 +280,16 @@ impl FaultOption {
             FaultOption::Probability => "probability",
             FaultOption::Latency => "latency",
             FaultOption::Rate => "rate",
+            FaultOption::LiveWal => "live-wal",
         }
     }
 
     /// Whether the option is a percentage (else a duration).
     pub fn is_percent(self) -> bool {
-        matches!(self, FaultOption::Probability | FaultOption::Rate)
+        matches!(
+            self,
+            FaultOption::Probability | FaultOption::Rate | FaultOption::LiveWal
+        )
     }
 }
 
@@ -448,7 +456,7 @@ impl Fault {
     }
 
     fn shape(self) -> FaultShape {
-        use FaultOption::{Latency, Probability, Rate};
+        use FaultOption::{Latency, LiveWal, Probability, Rate};
         let node = |default: Target, undoable: bool| FaultShape {
             target: TargetRule::Default(default),
             options: &[],
@@ -478,7 +486,12 @@ impl Fault {
                 undoable: true,
             },
             Fault::ClockPause => node(Target::Random, true),
-            Fault::LoseUnsynced | Fault::TornWrite | Fault::BitFlip => node(Target::Random, false),
+            Fault::LoseUnsynced | Fault::TornWrite => node(Target::Random, false),
+            Fault::BitFlip => FaultShape {
+                target: TargetRule::Default(Target::Random),
+                options: &[LiveWal],
+                undoable: false,
+            },
             Fault::FsyncError | Fault::DiskFull => node(Target::Random, true),
             Fault::CrashInFsync => node(Target::Random, true),
             Fault::SlowFsync | Fault::FsyncStall => FaultShape {
@@ -1349,7 +1362,12 @@ impl Parser<'_> {
                 )),
             });
         }
-        for option in fault.options() {
+        // `live-wal` has no default: left out, it draws nothing from the seed.
+        for option in fault
+            .options()
+            .iter()
+            .filter(|o| **o != FaultOption::LiveWal)
+        {
             options
                 .entry(*option)
                 .or_insert_with(|| Span::fixed(default_option(*option)));
@@ -1374,6 +1392,7 @@ fn default_option(option: FaultOption) -> Quantity {
         FaultOption::Probability => Quantity::Percent(10),
         FaultOption::Latency => Quantity::Duration(Duration::from_millis(200)),
         FaultOption::Rate => Quantity::Percent(120),
+        FaultOption::LiveWal => Quantity::Percent(0),
     }
 }
 

@@ -383,6 +383,7 @@ fn draw_swarm_faults(rng: &mut ChaCha8Rng) -> Vec<Recurring> {
             let options = fault
                 .options()
                 .iter()
+                .filter(|option| **option != FaultOption::LiveWal)
                 .map(|option| {
                     let span = match option {
                         FaultOption::Probability => Span {
@@ -399,6 +400,7 @@ fn draw_swarm_faults(rng: &mut ChaCha8Rng) -> Vec<Recurring> {
                             low: Quantity::Percent(SWARM_CLOCK_RATE.low),
                             high: Quantity::Percent(SWARM_CLOCK_RATE.high),
                         },
+                        FaultOption::LiveWal => unreachable!("filtered out above"),
                     };
                     (*option, span)
                 })

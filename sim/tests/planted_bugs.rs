@@ -34,6 +34,7 @@ const HUNTS: &[(&str, &str)] = &[
     // Only the convergence checker sees it: a restarted follower lost
     // entries it had acknowledged, and a five-member cluster never needs it.
     ("drop-uncommitted-tail-on-restart", "rolling-restarts"),
+    ("append-ignoring-prev-term", "leader-churn-divergent-tails"),
 ];
 
 fn scenario(name: &str) -> Scenario {
@@ -90,6 +91,7 @@ fn without_a_bug_the_same_scenarios_pass() {
         "leader-isolated-minority",
         "crash-in-fsync",
         "rolling-restarts",
+        "leader-churn-divergent-tails",
     ] {
         let scenario = scenario(hunt);
         for seed in 1..=CLEAN_SEEDS {

@@ -45,6 +45,10 @@ pub enum PlantedRaftBug {
     /// A leader commits what it persisted itself, without waiting for a
     /// quorum of voters.
     CommitWithoutQuorum,
+    /// A follower accepts an append when it holds any entry at the prev
+    /// index, without checking that entry's term: a follower holding a
+    /// deposed leader's entry there keeps it under the new leader's entries.
+    AppendIgnoringPrevTerm,
 }
 
 impl Config {

@@ -462,6 +462,14 @@ impl Raft {
             self.send_append_response(from, false, committed, Index(0), Term(0));
             return;
         }
+        #[cfg(madsim)]
+        let prev_log_term = if self.config.planted_bug
+            == Some(super::config::PlantedRaftBug::AppendIgnoringPrevTerm)
+        {
+            self.log.term_of(prev_log_index).unwrap_or(prev_log_term)
+        } else {
+            prev_log_term
+        };
         match self
             .log
             .maybe_append(prev_log_index, prev_log_term, &entries)

@@ -34,7 +34,9 @@ pub struct ReadyObservation<'a> {
     pub member: NodeId,
     /// Raft's status after the Ready was persisted, sent and applied.
     pub status: Status,
-    /// The entries this Ready appended to the log (now persisted).
+    /// The entries this Ready appended to the log (now persisted), preceded
+    /// by the entry before them when the log still holds it (so that a
+    /// checker sees the link: log matching).
     pub appended: &'a [Entry],
     /// The snapshot this Ready persisted (it replaced the log up to its
     /// index), if any; `appended` follows it.

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-/// A deliberate bug in the driver (or, for the last two, in the Raft core
+/// A deliberate bug in the driver (or, for the last three, in the Raft core
 /// through its configuration).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PlantedBug {
@@ -32,6 +32,9 @@ pub enum PlantedBug {
     /// A follower or candidate sends its Ready's messages (append
     /// responses, votes) before persisting, as only a leader may.
     FollowerAcksBeforeFsync,
+    /// A Raft follower accepts an append on any entry at the prev index,
+    /// whatever its term.
+    AppendIgnoringPrevTerm,
 }
 
 /// [`PlantedBug::DropWatchEvents`] loses the responses of revisions divisible by this.
@@ -48,6 +51,7 @@ impl PlantedBug {
         PlantedBug::VoteIgnoringLog,
         PlantedBug::CommitWithoutQuorum,
         PlantedBug::FollowerAcksBeforeFsync,
+        PlantedBug::AppendIgnoringPrevTerm,
     ];
 
     /// The name `cairn-sim --bug` takes.
@@ -61,6 +65,7 @@ impl PlantedBug {
             PlantedBug::VoteIgnoringLog => "vote-ignoring-log",
             PlantedBug::CommitWithoutQuorum => "commit-without-quorum",
             PlantedBug::FollowerAcksBeforeFsync => "follower-acks-before-fsync",
+            PlantedBug::AppendIgnoringPrevTerm => "append-ignoring-prev-term",
         }
     }
 }

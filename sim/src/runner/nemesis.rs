@@ -57,6 +57,9 @@ pub const CRASH_IN_FSYNC_DELAY_MS: std::ops::RangeInclusive<u64> = 5..=100;
 /// An armed `crash-in-fsync` whose member starts no fsync within this is
 /// called off.
 pub const CRASH_IN_FSYNC_ARMED_MAX: Duration = Duration::from_secs(5);
+/// A `bit-flip live-wal=…` flip lands in this many bytes at the end of the
+/// live WAL segment: the newest batches.
+pub const LIVE_WAL_TAIL_BYTES: u64 = 512;
 /// `add-learner` adds no machine beyond this many members (voters,
 /// learners and machines joining).
 pub const MEMBERS_MAX: usize = 9;
@@ -737,9 +740,23 @@ async fn inject_now(
                 .filter(|path| path.starts_with(DATA_DIR))
                 .filter(|path| disk.durable_len(path).is_ok_and(|len| len > 0))
                 .collect();
-            let path = files.choose(rng)?.clone();
+            let live_wal = match fault.options.get(&FaultOption::LiveWal) {
+                Some(Quantity::Percent(percent)) => *percent,
+                _ => 0,
+            };
+            // The live segment is the WAL file whose name sorts last.
+            let live_segment = files
+                .iter()
+                .filter(|path| path.extension().is_some_and(|ext| ext == "wal"))
+                .max()
+                .cloned();
+            let in_live_wal = live_wal > 0 && rng.gen_range(0..100) < live_wal;
+            let (path, tail) = match live_segment {
+                Some(segment) if in_live_wal => (segment, LIVE_WAL_TAIL_BYTES),
+                _ => (files.choose(rng)?.clone(), u64::MAX),
+            };
             let len = disk.durable_len(&path).ok()?;
-            let offset = rng.gen_range(0..len);
+            let offset = rng.gen_range(len.saturating_sub(tail)..len);
             let bit = rng.gen_range(0..8u8);
             disk.flip_bit(&path, offset, bit).ok()?;
             budget.bit_flipped.insert(number);

@@ -297,6 +297,9 @@ pub async fn start(
         raft_config.planted_bug = match config.planted_bug {
             Some(PlantedBug::VoteIgnoringLog) => Some(PlantedRaftBug::VoteIgnoringLog),
             Some(PlantedBug::CommitWithoutQuorum) => Some(PlantedRaftBug::CommitWithoutQuorum),
+            Some(PlantedBug::AppendIgnoringPrevTerm) => {
+                Some(PlantedRaftBug::AppendIgnoringPrevTerm)
+            }
             _ => None,
         };
     }
@@ -1070,8 +1073,16 @@ impl Driver {
         self.answer_applied_reads();
 
         let observed = self.config.observer.as_ref().map(|_| {
+            // The entry before the appended ones too, so that the checker
+            // sees the link between them and what the log already held.
+            let mut appended = Vec::with_capacity(ready.entries.len() + 1);
+            if let Some(first) = ready.entries.first() {
+                let before = Index(first.index.0.saturating_sub(1));
+                appended.extend(self.raft.entries(before, first.index));
+            }
+            appended.extend(ready.entries.iter().cloned());
             (
-                ready.entries.clone(),
+                appended,
                 ready.committed_entries.clone(),
                 ready
                     .snapshot

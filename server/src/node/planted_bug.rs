@@ -4,8 +4,8 @@
 
 use std::fmt;
 
-/// A deliberate bug in the driver (or, for the last two, in the Raft core
-/// through its configuration).
+/// A deliberate bug in the driver (or in the Raft core or the KV state
+/// machine, through their configurations).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PlantedBug {
     /// Serve linearizable reads from local state, without ReadIndex.
@@ -22,6 +22,9 @@ pub enum PlantedBug {
     VoteIgnoringLog,
     /// The Raft leader commits without a quorum.
     CommitWithoutQuorum,
+    /// The KV state machine evaluates a txn compare `LESS` on VERSION,
+    /// CREATE or MOD as `<=`.
+    CompareLessInclusive,
 }
 
 /// [`PlantedBug::DropWatchEvents`] loses the responses of revisions divisible by this.
@@ -29,13 +32,14 @@ pub const DROPPED_WATCH_REVISION_DIVISOR: i64 = 17;
 
 impl PlantedBug {
     /// Every driver bug.
-    pub const ALL: [PlantedBug; 6] = [
+    pub const ALL: [PlantedBug; 7] = [
         PlantedBug::ReadWithoutReadIndex,
         PlantedBug::ForgetVote,
         PlantedBug::ApplyTwiceAfterRestart,
         PlantedBug::DropWatchEvents,
         PlantedBug::VoteIgnoringLog,
         PlantedBug::CommitWithoutQuorum,
+        PlantedBug::CompareLessInclusive,
     ];
 
     /// The name `cairn-sim --bug` takes.
@@ -47,6 +51,7 @@ impl PlantedBug {
             PlantedBug::DropWatchEvents => "drop-watch-events",
             PlantedBug::VoteIgnoringLog => "vote-ignoring-log",
             PlantedBug::CommitWithoutQuorum => "commit-without-quorum",
+            PlantedBug::CompareLessInclusive => "compare-less-inclusive",
         }
     }
 }

@@ -21,10 +21,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
-use cairn_core::kv::{EventType, LeaseId, Revision};
+use cairn_core::kv::{EventType, LeaseId, RequestOp, Revision};
 
 use crate::event_log::EventLog;
-use crate::history::{History, Operation, OperationResult, Outcome};
+use crate::history::{visit_txn_ops, History, Operation, OperationResult, Outcome};
 use crate::time::SimTime;
 
 /// Default fastest leader clock, in percent of real time (no drift).
@@ -184,6 +184,22 @@ fn check_deletes(
     // Client deletes that may have taken effect, by key: (invoked, acknowledged revision).
     let mut client_deletes: BTreeMap<&[u8], Vec<(SimTime, Option<Revision>)>> = BTreeMap::new();
     for record in history.records() {
+        if let Operation::Txn { request } = &record.operation {
+            // A txn may delete any key it names in a delete; the txn checker
+            // verifies exactly which it did.
+            if matches!(record.outcome, Outcome::Failed { .. }) {
+                continue;
+            }
+            visit_txn_ops(request, &mut |op| {
+                if let RequestOp::DeleteRange(delete) = op {
+                    client_deletes
+                        .entry(&delete.key)
+                        .or_default()
+                        .push((record.invoked_at, None));
+                }
+            });
+            continue;
+        }
         let Operation::Delete { key } = &record.operation else {
             continue;
         };

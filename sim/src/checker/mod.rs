@@ -9,5 +9,6 @@ pub mod lease;
 pub mod linearizable;
 pub mod raft;
 pub mod revision;
+pub mod txn;
 pub mod verdict;
 pub mod watch;

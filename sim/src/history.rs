@@ -120,6 +120,11 @@ pub enum Operation {
         /// The lease.
         lease: LeaseId,
     },
+    /// `LeaseTimeToLive(lease)`: the leader's remaining TTL.
+    LeaseTimeToLive {
+        /// The lease.
+        lease: LeaseId,
+    },
     /// A general etcd transaction: compares on any target with any
     /// operator, several keys, nested txns. Checked against the committed
     /// event log ([`crate::checker::txn`]), not per key.
@@ -167,6 +172,7 @@ impl Operation {
             | Operation::LeaseGrant { .. }
             | Operation::LeaseKeepAlive { .. }
             | Operation::LeaseRevoke { .. }
+            | Operation::LeaseTimeToLive { .. }
             | Operation::Txn { .. } => None,
         }
     }
@@ -182,6 +188,7 @@ impl Operation {
             Operation::LeaseGrant { .. } => "lease-grant",
             Operation::LeaseKeepAlive { .. } => "lease-keepalive",
             Operation::LeaseRevoke { .. } => "lease-revoke",
+            Operation::LeaseTimeToLive { .. } => "lease-time-to-live",
             Operation::Txn { .. } => "txn",
         }
     }
@@ -191,7 +198,8 @@ impl Operation {
         match self {
             Operation::Get { .. }
             | Operation::RangePrefix { .. }
-            | Operation::LeaseKeepAlive { .. } => false,
+            | Operation::LeaseKeepAlive { .. }
+            | Operation::LeaseTimeToLive { .. } => false,
             Operation::Txn { request } => !txn_keys_written(request).is_empty(),
             _ => true,
         }
@@ -268,6 +276,15 @@ pub enum OperationResult {
         /// Header revision.
         revision: Revision,
     },
+    /// Answer to [`Operation::LeaseTimeToLive`].
+    LeaseTimeToLive {
+        /// Header revision.
+        revision: Revision,
+        /// Remaining seconds, truncated; -1 when the lease does not exist.
+        ttl_seconds: i64,
+        /// The TTL the lease was granted with.
+        granted_ttl_seconds: i64,
+    },
     /// Answer to [`Operation::Txn`].
     Txn {
         /// Header revision: the txn's revision when it wrote, else the
@@ -290,6 +307,7 @@ impl OperationResult {
             | OperationResult::LeaseGrant { revision, .. }
             | OperationResult::LeaseKeepAlive { revision, .. }
             | OperationResult::LeaseRevoke { revision }
+            | OperationResult::LeaseTimeToLive { revision, .. }
             | OperationResult::Txn { revision, .. } => *revision,
         }
     }
@@ -320,6 +338,10 @@ impl OperationResult {
                 | (
                     Operation::LeaseRevoke { .. },
                     OperationResult::LeaseRevoke { .. }
+                )
+                | (
+                    Operation::LeaseTimeToLive { .. },
+                    OperationResult::LeaseTimeToLive { .. }
                 )
                 | (Operation::Txn { .. }, OperationResult::Txn { .. })
         )

@@ -15,13 +15,19 @@
 //! - an expiry (a revocation no client asked for before it was applied)
 //!   happens no earlier than `invoke + ttl` of the last successful grant or
 //!   keepalive, with `ttl` shortened by the fastest allowed leader clock
-//!   (clock-drift faults speed a node's ticks up).
+//!   (clock-drift faults speed a node's ticks up). Leases are checkpointed
+//!   (the scenario's `lease_checkpoint_interval`), so a new leader resumes
+//!   each lease from its checkpointed remaining TTL: a checkpoint that
+//!   carried too little shows up here as an early expiry;
+//! - a TimeToLive answer never gives a lease more than its granted TTL plus
+//!   the new leader's extension: a checkpointed lease must not come back
+//!   after a leader change with more time than it was granted.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
-use cairn_core::kv::{EventType, LeaseId, RequestOp, Revision};
+use cairn_core::kv::{EventType, KvConfig, LeaseId, RequestOp, Revision};
 
 use crate::event_log::EventLog;
 use crate::history::{visit_txn_ops, History, Operation, OperationResult, Outcome};
@@ -96,6 +102,21 @@ pub enum LeaseViolation {
         /// The revocation's revision.
         revoked_at: Revision,
     },
+    /// A TimeToLive answer gave a lease more time than it was granted.
+    #[error(
+        "lease {lease}: TimeToLive at {answered_at} said {ttl_seconds}s remain, more than the \
+         granted {granted_ttl_seconds}s plus the leader extension"
+    )]
+    TimeToLiveBeyondGrant {
+        /// The lease.
+        lease: LeaseId,
+        /// When the answer arrived.
+        answered_at: SimTime,
+        /// The remaining TTL answered.
+        ttl_seconds: i64,
+        /// The granted TTL answered.
+        granted_ttl_seconds: i64,
+    },
     /// A lease expired before its time to live elapsed.
     #[error(
         "lease {lease} expired at {applied_at}, but a refresh at {refreshed_at} promised {ttl_seconds}s (earliest allowed {earliest})"
@@ -125,6 +146,8 @@ pub struct LeaseReport {
     pub expiries: usize,
     /// Deletes beyond the replayable log: not verified.
     pub deletes_unverifiable: usize,
+    /// TimeToLive answers checked against the granted TTL.
+    pub time_to_live_checked: usize,
     /// Every violation.
     pub violations: Vec<LeaseViolation>,
 }
@@ -140,11 +163,13 @@ impl fmt::Display for LeaseReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "leases: {} deletes checked ({} unverifiable), {} revocations ({} expiries), {} violations",
+            "leases: {} deletes checked ({} unverifiable), {} revocations ({} expiries), \
+             {} time-to-live answers, {} violations",
             self.deletes_checked,
             self.deletes_unverifiable,
             self.revocations_checked,
             self.expiries,
+            self.time_to_live_checked,
             self.violations.len()
         )?;
         for violation in &self.violations {
@@ -164,7 +189,50 @@ pub fn check_leases(
     let mut report = LeaseReport::default();
     check_deletes(history, log, revocations, &mut report);
     check_expiries(history, revocations, config, &mut report);
+    check_time_to_live(history, &mut report);
     report
+}
+
+/// Whole seconds a new leader may add to a lease's remaining TTL when it
+/// takes over (the store's leader extension, rounded up).
+fn leader_extension_seconds() -> i64 {
+    let extension_ms = KvConfig::default().lease_leader_extension_ms;
+    i64::try_from(extension_ms.div_ceil(1000)).unwrap_or(i64::MAX)
+}
+
+fn check_time_to_live(history: &History, report: &mut LeaseReport) {
+    let extension = leader_extension_seconds();
+    for record in history.records() {
+        let (
+            Operation::LeaseTimeToLive { lease },
+            Outcome::Completed {
+                at,
+                result:
+                    OperationResult::LeaseTimeToLive {
+                        ttl_seconds,
+                        granted_ttl_seconds,
+                        ..
+                    },
+            },
+        ) = (&record.operation, &record.outcome)
+        else {
+            continue;
+        };
+        if *ttl_seconds < 0 {
+            continue;
+        }
+        report.time_to_live_checked += 1;
+        if *ttl_seconds > granted_ttl_seconds.saturating_add(extension) {
+            report
+                .violations
+                .push(LeaseViolation::TimeToLiveBeyondGrant {
+                    lease: *lease,
+                    answered_at: *at,
+                    ttl_seconds: *ttl_seconds,
+                    granted_ttl_seconds: *granted_ttl_seconds,
+                });
+        }
+    }
 }
 
 fn lossy(key: &[u8]) -> String {

@@ -653,6 +653,7 @@ fn partition(
             }
             Operation::LeaseGrant { .. }
             | Operation::LeaseKeepAlive { .. }
+            | Operation::LeaseTimeToLive { .. }
             | Operation::LeaseRevoke { .. } => {
                 report.lease_operations_skipped += 1;
             }

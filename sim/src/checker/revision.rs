@@ -166,6 +166,7 @@ fn ordered(record: &OperationRecord) -> bool {
             consistency: Consistency::Serializable,
             ..
         } | Operation::LeaseKeepAlive { .. }
+            | Operation::LeaseTimeToLive { .. }
     )
 }
 

@@ -101,6 +101,29 @@ impl fmt::Display for TxnReport {
             self.compares_evaluated(),
             held,
         )?;
+        if !self.compares.is_empty() {
+            // Held/evaluated per target and per operator: both outcomes
+            // should be common for every one.
+            let mut by_target: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+            let mut by_operator: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+            for ((target, operator, held), count) in &self.compares {
+                for entry in [
+                    by_target.entry(target).or_default(),
+                    by_operator.entry(operator).or_default(),
+                ] {
+                    entry.1 += count;
+                    if *held {
+                        entry.0 += count;
+                    }
+                }
+            }
+            let parts: Vec<String> = by_target
+                .iter()
+                .chain(&by_operator)
+                .map(|(name, (held, total))| format!("{name} {held}/{total}"))
+                .collect();
+            writeln!(f, "  compares held/evaluated: {}", parts.join(", "))?;
+        }
         for violation in &self.violations {
             writeln!(f, "  {violation}")?;
         }
@@ -199,18 +222,81 @@ fn explain(
     if logged_here && before.revision() == revision - 1 {
         let expected = execute(before.state(), request, revision);
         format!(
-            "it wrote at this revision, but against the state before it the txn gives \
-             {:?} writing {:?}; the client got {response:?} and the log holds {events:?}",
-            expected.response, expected.writes
+            "it wrote at this revision, but against the state before it the txn gives {} \
+             writing [{}]; the client got {} and the log holds [{}]",
+            describe_response(&expected.response),
+            describe_writes(&expected.writes),
+            describe_response(response),
+            describe_events(events),
         )
     } else {
         let expected = execute(after.state(), request, revision + 1);
         format!(
-            "read-only at this revision, the txn gives {:?} writing {:?}; the client got \
-             {response:?} (log at this revision: {events:?})",
-            expected.response, expected.writes
+            "read-only at this revision, the txn gives {} writing [{}]; the client got {} \
+             (log at this revision: [{}])",
+            describe_response(&expected.response),
+            describe_writes(&expected.writes),
+            describe_response(response),
+            describe_events(events),
         )
     }
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn describe_kv(kv: &KeyValue) -> String {
+    format!(
+        "{}={} (create {}, mod {}, version {}, lease {})",
+        lossy(&kv.key),
+        lossy(&kv.value),
+        kv.create_revision,
+        kv.mod_revision,
+        kv.version,
+        kv.lease
+    )
+}
+
+/// A txn response in one line: the branch taken and each op's answer.
+fn describe_response(response: &TxnResponse) -> String {
+    let ops: Vec<String> = response
+        .responses
+        .iter()
+        .map(|op| match op {
+            ResponseOp::Range(range) => {
+                let kvs: Vec<String> = range.kvs.iter().map(describe_kv).collect();
+                format!("range [{}]", kvs.join(", "))
+            }
+            ResponseOp::Put(_) => "put".to_string(),
+            ResponseOp::DeleteRange(delete) => format!("deleted {}", delete.deleted),
+            ResponseOp::Txn(nested) => format!("txn {}", describe_response(nested)),
+        })
+        .collect();
+    let branch = if response.succeeded { "then" } else { "else" };
+    format!("{branch} {{{}}}", ops.join("; "))
+}
+
+fn describe_writes(writes: &[Write]) -> String {
+    let writes: Vec<String> = writes
+        .iter()
+        .map(|write| match write.kind {
+            EventType::Put => format!("put {}", describe_kv(&write.kv)),
+            EventType::Delete => format!("delete {}", lossy(&write.kv.key)),
+        })
+        .collect();
+    writes.join("; ")
+}
+
+fn describe_events(events: &[cairn_core::kv::Event]) -> String {
+    let events: Vec<String> = events
+        .iter()
+        .map(|event| match event.kind {
+            EventType::Put => format!("put {}", describe_kv(&event.kv)),
+            EventType::Delete => format!("delete {}", lossy(&event.kv.key)),
+        })
+        .collect();
+    events.join("; ")
 }
 
 /// One write a txn makes.

@@ -365,7 +365,8 @@ impl Workload {
                         ttl_seconds: self.lease_ttl_seconds(),
                     },
                     Some(lease_id) => match rng.gen_range(0..10) {
-                        0..=3 => Operation::LeaseKeepAlive { lease: lease_id },
+                        0..=2 => Operation::LeaseKeepAlive { lease: lease_id },
+                        3 => Operation::LeaseTimeToLive { lease: lease_id },
                         4..=7 => Operation::Put {
                             key,
                             value,
@@ -417,6 +418,10 @@ impl Workload {
                     Operation::LeaseKeepAlive { .. },
                     Some(OperationResult::LeaseKeepAlive { ttl_seconds, .. }),
                 ) if *ttl_seconds <= 0 => lease = None,
+                (
+                    Operation::LeaseTimeToLive { .. },
+                    Some(OperationResult::LeaseTimeToLive { ttl_seconds, .. }),
+                ) if *ttl_seconds < 0 => lease = None,
                 (
                     Operation::CompareAndSwap {
                         key,
@@ -757,6 +762,14 @@ async fn perform(handle: &NodeHandle, operation: &Operation) -> Result<Operation
             let header = handle.lease_revoke(*lease).await?;
             Ok(OperationResult::LeaseRevoke {
                 revision: header.revision,
+            })
+        }
+        Operation::LeaseTimeToLive { lease } => {
+            let (header, response) = handle.lease_time_to_live(*lease, false).await?;
+            Ok(OperationResult::LeaseTimeToLive {
+                revision: header.revision,
+                ttl_seconds: response.ttl,
+                granted_ttl_seconds: response.granted_ttl,
             })
         }
         Operation::Txn { request } => {

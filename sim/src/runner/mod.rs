@@ -274,6 +274,7 @@ async fn simulate(parameters: SwarmParameters, seed: u64, bug: Option<Bug>) -> R
             &revocations,
             &LeaseCheckConfig {
                 tick_rate_percent_max: parameters.tick_rate_percent_max(),
+                leader_promotions_max: recorder.raft.summary().terms_with_leader + 1,
             },
         ));
     }

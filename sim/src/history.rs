@@ -13,9 +13,10 @@
 //! parts of the etcd response the checkers need, notably the header revision:
 //! for a write, the revision it created; for a read, the revision it observed.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
-use cairn_core::kv::{KeyValue, LeaseId, Revision};
+use cairn_core::kv::{KeyValue, LeaseId, RequestOp, Revision, TxnRequest, TxnResponse};
 
 use crate::time::SimTime;
 
@@ -119,6 +120,44 @@ pub enum Operation {
         /// The lease.
         lease: LeaseId,
     },
+    /// `LeaseTimeToLive(lease)`: the leader's remaining TTL.
+    LeaseTimeToLive {
+        /// The lease.
+        lease: LeaseId,
+    },
+    /// A general etcd transaction: compares on any target with any
+    /// operator, several keys, nested txns. Checked against the committed
+    /// event log ([`crate::checker::txn`]), not per key.
+    Txn {
+        /// The request as sent.
+        request: TxnRequest,
+    },
+}
+
+/// Every key a put or delete anywhere in `request` names, both branches and
+/// nested txns included (single keys: the workload sends no ranges here).
+pub fn txn_keys_written(request: &TxnRequest) -> BTreeSet<Vec<u8>> {
+    let mut keys = BTreeSet::new();
+    visit_txn_ops(request, &mut |op| match op {
+        RequestOp::Put(put) => {
+            keys.insert(put.key.clone());
+        }
+        RequestOp::DeleteRange(delete) => {
+            keys.insert(delete.key.clone());
+        }
+        RequestOp::Range(_) | RequestOp::Txn(_) => {}
+    });
+    keys
+}
+
+/// Calls `visit` on every op of every branch of `request`, nested ones included.
+pub fn visit_txn_ops<'a>(request: &'a TxnRequest, visit: &mut impl FnMut(&'a RequestOp)) {
+    for op in request.success.iter().chain(&request.failure) {
+        visit(op);
+        if let RequestOp::Txn(nested) = op {
+            visit_txn_ops(nested, visit);
+        }
+    }
 }
 
 impl Operation {
@@ -132,7 +171,9 @@ impl Operation {
             Operation::RangePrefix { .. }
             | Operation::LeaseGrant { .. }
             | Operation::LeaseKeepAlive { .. }
-            | Operation::LeaseRevoke { .. } => None,
+            | Operation::LeaseRevoke { .. }
+            | Operation::LeaseTimeToLive { .. }
+            | Operation::Txn { .. } => None,
         }
     }
 
@@ -147,17 +188,21 @@ impl Operation {
             Operation::LeaseGrant { .. } => "lease-grant",
             Operation::LeaseKeepAlive { .. } => "lease-keepalive",
             Operation::LeaseRevoke { .. } => "lease-revoke",
+            Operation::LeaseTimeToLive { .. } => "lease-time-to-live",
+            Operation::Txn { .. } => "txn",
         }
     }
 
     /// Whether the operation may change the key-value state.
     pub fn may_write(&self) -> bool {
-        !matches!(
-            self,
+        match self {
             Operation::Get { .. }
-                | Operation::RangePrefix { .. }
-                | Operation::LeaseKeepAlive { .. }
-        )
+            | Operation::RangePrefix { .. }
+            | Operation::LeaseKeepAlive { .. }
+            | Operation::LeaseTimeToLive { .. } => false,
+            Operation::Txn { request } => !txn_keys_written(request).is_empty(),
+            _ => true,
+        }
     }
 }
 
@@ -231,6 +276,23 @@ pub enum OperationResult {
         /// Header revision.
         revision: Revision,
     },
+    /// Answer to [`Operation::LeaseTimeToLive`].
+    LeaseTimeToLive {
+        /// Header revision.
+        revision: Revision,
+        /// Remaining seconds, truncated; -1 when the lease does not exist.
+        ttl_seconds: i64,
+        /// The TTL the lease was granted with.
+        granted_ttl_seconds: i64,
+    },
+    /// Answer to [`Operation::Txn`].
+    Txn {
+        /// Header revision: the txn's revision when it wrote, else the
+        /// revision it observed.
+        revision: Revision,
+        /// The response as received.
+        response: TxnResponse,
+    },
 }
 
 impl OperationResult {
@@ -244,7 +306,9 @@ impl OperationResult {
             | OperationResult::RangePrefix { revision, .. }
             | OperationResult::LeaseGrant { revision, .. }
             | OperationResult::LeaseKeepAlive { revision, .. }
-            | OperationResult::LeaseRevoke { revision } => *revision,
+            | OperationResult::LeaseRevoke { revision }
+            | OperationResult::LeaseTimeToLive { revision, .. }
+            | OperationResult::Txn { revision, .. } => *revision,
         }
     }
 
@@ -275,6 +339,11 @@ impl OperationResult {
                     Operation::LeaseRevoke { .. },
                     OperationResult::LeaseRevoke { .. }
                 )
+                | (
+                    Operation::LeaseTimeToLive { .. },
+                    OperationResult::LeaseTimeToLive { .. }
+                )
+                | (Operation::Txn { .. }, OperationResult::Txn { .. })
         )
     }
 }

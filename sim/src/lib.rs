@@ -19,10 +19,12 @@
 //! history.close();
 //! check_linearizability(&history, Some(&event_log), &LinearizabilityConfig::default());
 //! check_revisions(&history, Some(&event_log));
+//! check_txns(&history, &event_log);
 //! check_watches(&event_log, &compactions, &sessions);
 //! check_durability(&history, Some(&event_log), &final_state);
 //! check_leases(&history, &event_log, &revocations, &LeaseCheckConfig {
 //!     tick_rate_percent_max: parameters.tick_rate_percent_max(),
+//!     leader_promotions_max: raft_summary.terms_with_leader + 1,
 //! });
 //! ```
 //!

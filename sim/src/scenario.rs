@@ -610,11 +610,14 @@ pub enum OperationKind {
     Lease,
     /// Lock acquire/release with a lease (contention).
     Lock,
+    /// General transaction on the txn keys: compares on every target with
+    /// every operator, several keys, nested txns.
+    Txn,
 }
 
 impl OperationKind {
     /// Every kind.
-    pub const ALL: [OperationKind; 8] = [
+    pub const ALL: [OperationKind; 9] = [
         OperationKind::Put,
         OperationKind::Get,
         OperationKind::SerializableGet,
@@ -623,6 +626,7 @@ impl OperationKind {
         OperationKind::Range,
         OperationKind::Lease,
         OperationKind::Lock,
+        OperationKind::Txn,
     ];
 
     /// The kind's name in scenario files.
@@ -636,6 +640,7 @@ impl OperationKind {
             OperationKind::Range => "range",
             OperationKind::Lease => "lease",
             OperationKind::Lock => "lock",
+            OperationKind::Txn => "txn",
         }
     }
 }
@@ -732,13 +737,17 @@ pub struct Scenario {
     pub lease_ttl: Option<Span<Duration>>,
     /// Interval between compactions; `None` lets the seed decide.
     pub compact_every: Option<Span<Duration>>,
+    /// How often the leader checkpoints every lease's remaining TTL
+    /// (etcd's `--experimental-lease-checkpoint-interval`); `None` lets the
+    /// seed decide.
+    pub lease_checkpoint_interval: Option<Span<Duration>>,
     /// What must hold.
     pub checks: BTreeSet<Check>,
     /// Where faults come from.
     pub nemesis: Nemesis,
 }
 
-const SETTINGS: [&str; 13] = [
+const SETTINGS: [&str; 14] = [
     "name",
     "description",
     "cluster_size",
@@ -750,6 +759,7 @@ const SETTINGS: [&str; 13] = [
     "watchers",
     "lease_ttl",
     "compact_every",
+    "lease_checkpoint_interval",
     "checks",
     "nemesis",
 ];
@@ -971,6 +981,7 @@ impl Parser<'_> {
         let watchers = self.count_setting("watchers", 0, WATCHERS_MAX)?;
         let lease_ttl = self.duration_setting("lease_ttl")?;
         let compact_every = self.duration_setting("compact_every")?;
+        let lease_checkpoint_interval = self.duration_setting("lease_checkpoint_interval")?;
         let workload = match self.get("workload") {
             None => None,
             Some((line, value)) => Some(self.workload(line, value)?),
@@ -993,6 +1004,7 @@ impl Parser<'_> {
             watchers,
             lease_ttl,
             compact_every,
+            lease_checkpoint_interval,
             checks,
             nemesis,
         })

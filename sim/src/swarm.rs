@@ -42,6 +42,15 @@ pub const COMPACT_EVERY_DEFAULT: Span<Duration> = Span {
     low: Duration::from_secs(3),
     high: Duration::from_secs(20),
 };
+/// Lease checkpoint interval drawn when the scenario names none: short
+/// enough that checkpoints fire many times in a 15 s run and that a
+/// checkpointed remaining TTL is usually below the full TTL.
+pub const LEASE_CHECKPOINT_INTERVAL_DEFAULT: Span<Duration> = Span {
+    low: Duration::from_millis(500),
+    high: Duration::from_secs(5),
+};
+/// Chance that a drawn workload issues general transactions.
+pub const SWARM_TXN_PROBABILITY: f64 = 0.7;
 /// Most scheduled faults in one run: the schedule is bounded.
 pub const SCHEDULED_FAULTS_MAX: usize = 500;
 /// Fewest fault kinds a swarm nemesis enables.
@@ -132,6 +141,8 @@ pub struct SwarmParameters {
     pub lease_ttl: Duration,
     /// Interval between compactions.
     pub compact_every: Duration,
+    /// Interval between the leader's lease checkpoints.
+    pub lease_checkpoint_interval: Duration,
     /// Length of the safety phase.
     pub duration: Duration,
     /// Progress must resume within this after healing.
@@ -208,6 +219,20 @@ impl SwarmParameters {
             }
         };
         schedule.sort_by_key(|fault| fault.at);
+        let lease_checkpoint_interval = draw_duration(
+            &mut rng,
+            scenario
+                .lease_checkpoint_interval
+                .unwrap_or(LEASE_CHECKPOINT_INTERVAL_DEFAULT),
+        );
+        let mut workload = workload;
+        if scenario.workload.is_none() && rng.gen_bool(SWARM_TXN_PROBABILITY) {
+            // Drawn last, so seeds drawn before transactions existed keep
+            // their other values.
+            workload
+                .weights
+                .insert(OperationKind::Txn, rng.gen_range(1..=WORKLOAD_WEIGHT_MAX));
+        }
         SwarmParameters {
             scenario: scenario.name.clone(),
             seed,
@@ -218,6 +243,7 @@ impl SwarmParameters {
             watchers,
             lease_ttl,
             compact_every,
+            lease_checkpoint_interval,
             duration: scenario.duration,
             liveness_timeout: scenario.liveness_timeout,
             schedule,
@@ -259,6 +285,11 @@ impl fmt::Display for SwarmParameters {
         writeln!(f, "watchers = {}", self.watchers)?;
         writeln!(f, "lease_ttl = {}", DisplayDuration(self.lease_ttl))?;
         writeln!(f, "compact_every = {}", DisplayDuration(self.compact_every))?;
+        writeln!(
+            f,
+            "lease_checkpoint_interval = {}",
+            DisplayDuration(self.lease_checkpoint_interval)
+        )?;
         writeln!(f, "duration = {}", DisplayDuration(self.duration))?;
         writeln!(
             f,
@@ -278,6 +309,10 @@ impl fmt::Display for SwarmParameters {
 fn draw_workload(rng: &mut ChaCha8Rng) -> WorkloadMix {
     let mut mix = WorkloadMix::default();
     for kind in OperationKind::ALL {
+        if kind == OperationKind::Txn {
+            // Drawn at the end of `SwarmParameters::draw`.
+            continue;
+        }
         // Swarm: each kind is on or off, then weighted.
         if rng.gen_bool(0.7) {
             mix.weights

@@ -96,6 +96,7 @@ fn expiry_before_the_ttl_is_a_violation() {
     // With a leader clock allowed to run at 150%, 1.5s after a 2s grant is legal.
     let fast = LeaseCheckConfig {
         tick_rate_percent_max: 150,
+        ..LeaseCheckConfig::default()
     };
     assert!(check_leases(&history, &log(1_500), &revocations, &fast).is_ok());
 }
@@ -257,4 +258,46 @@ fn attaching_to_a_revoked_lease_is_a_violation() {
         ),
         "{report}"
     );
+}
+
+/// A TimeToLive answer of `ttl_seconds` left of a 2 s lease, at 1 s.
+fn answered(ttl_seconds: i64) -> History {
+    let mut history = History::new();
+    granted(&mut history, 0, 2);
+    done(
+        &mut history,
+        1,
+        1_000,
+        Operation::LeaseTimeToLive { lease: LEASE },
+        1_005,
+        OperationResult::LeaseTimeToLive {
+            revision: 3,
+            ttl_seconds,
+            granted_ttl_seconds: 2,
+        },
+    );
+    history
+}
+
+#[test]
+fn time_to_live_may_exceed_the_grant_by_one_extension_per_takeover() {
+    let one_takeover = LeaseCheckConfig::default();
+    // A new leader adds its 1 s extension: 3 s of a 2 s lease is legal.
+    let report = check_leases(&answered(3), &EventLog::new(1), &[], &one_takeover);
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.time_to_live_checked, 1);
+    // 4 s needs a second takeover (the checkpoint carried the first extension).
+    let report = check_leases(&answered(4), &EventLog::new(1), &[], &one_takeover);
+    assert!(
+        matches!(
+            report.violations[..],
+            [LeaseViolation::TimeToLiveBeyondGrant { ttl_seconds: 4, .. }]
+        ),
+        "{report}"
+    );
+    let two_takeovers = LeaseCheckConfig {
+        leader_promotions_max: 2,
+        ..LeaseCheckConfig::default()
+    };
+    assert!(check_leases(&answered(4), &EventLog::new(1), &[], &two_takeovers).is_ok());
 }

@@ -35,6 +35,9 @@ const HUNTS: &[(&str, &str)] = &[
     // entries it had acknowledged, and a five-member cluster never needs it.
     ("drop-uncommitted-tail-on-restart", "rolling-restarts"),
     ("append-ignoring-prev-term", "leader-churn-divergent-tails"),
+    // Caught only by the txn checker (re-executing each txn against the
+    // committed state): every other check passes with this bug.
+    ("compare-less-inclusive", "txn-contention"),
 ];
 
 fn scenario(name: &str) -> Scenario {
@@ -92,6 +95,7 @@ fn without_a_bug_the_same_scenarios_pass() {
         "crash-in-fsync",
         "rolling-restarts",
         "leader-churn-divergent-tails",
+        "txn-contention",
     ] {
         let scenario = scenario(hunt);
         for seed in 1..=CLEAN_SEEDS {

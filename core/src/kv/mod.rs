@@ -47,5 +47,7 @@ pub use alarm::{AlarmAction, AlarmMember, AlarmRequest, AlarmType};
 pub use command::{Command, CommandResponse, Envelope, LeaseCheckpoint};
 pub use error::{GrpcCode, KvError};
 pub use request::*;
+#[cfg(madsim)]
+pub use store::PlantedKvBug;
 pub use store::{Applied, KvConfig, KvStore};
 pub use watch::{StreamId, WatchConfig, WatchHub, PROGRESS_WATCH_ID};

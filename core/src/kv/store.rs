@@ -57,6 +57,20 @@ pub struct KvConfig {
     /// A new leader adds this to every lease's remaining time when it takes
     /// over (etcd promotes its lessor with the election timeout, 1 s by default).
     pub lease_leader_extension_ms: u64,
+    /// A deliberate bug the simulator switches on to prove its checkers
+    /// catch it (simulator build only).
+    #[cfg(madsim)]
+    pub planted_bug: Option<PlantedKvBug>,
+}
+
+/// A deliberate state-machine bug (simulator build only).
+#[cfg(madsim)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PlantedKvBug {
+    /// A txn compare `LESS` on VERSION, CREATE or MOD holds for an equal
+    /// number too (`<=`): a classic off-by-one that lets a
+    /// "not yet modified since revision r" guard pass once too often.
+    CompareLessInclusive,
 }
 
 impl Default for KvConfig {
@@ -67,6 +81,8 @@ impl Default for KvConfig {
             lease_ttl_min_seconds: 2,
             lease_ttl_max_seconds: 9_000_000_000,
             lease_leader_extension_ms: 1000,
+            #[cfg(madsim)]
+            planted_bug: None,
         }
     }
 }
@@ -305,6 +321,15 @@ impl KvStore {
     }
 
     fn apply_txn(&mut self, request: &TxnRequest) -> Result<(TxnResponse, Vec<Event>), KvError> {
+        #[cfg(madsim)]
+        let planted;
+        #[cfg(madsim)]
+        let request = if self.config.planted_bug == Some(PlantedKvBug::CompareLessInclusive) {
+            planted = txn::less_inclusive(request);
+            &planted
+        } else {
+            request
+        };
         let path = TxnPath::choose(&self.mvcc, request);
         txn::precheck(&self.mvcc, &self.leases, request, &path)?;
         let mut writer = Writer::begin(&mut self.mvcc, &mut self.leases);

@@ -229,6 +229,30 @@ fn compare_change(compare: &Compare, change: Option<&Change>) -> bool {
     }
 }
 
+/// [`super::store::PlantedKvBug::CompareLessInclusive`]: `request` with
+/// every `LESS` compare on VERSION, CREATE or MOD against `n` turned into
+/// one against `n + 1`, which holds for `n` itself (simulator build only).
+#[cfg(madsim)]
+pub fn less_inclusive(request: &TxnRequest) -> TxnRequest {
+    let mut planted = request.clone();
+    for compare in &mut planted.compare {
+        if compare.result == CompareResult::Less {
+            match &mut compare.target {
+                CompareTarget::Version(number)
+                | CompareTarget::Create(number)
+                | CompareTarget::Mod(number) => *number = number.saturating_add(1),
+                CompareTarget::Value(_) | CompareTarget::Lease(_) => {}
+            }
+        }
+    }
+    for op in planted.success.iter_mut().chain(&mut planted.failure) {
+        if let RequestOp::Txn(nested) = op {
+            *nested = less_inclusive(nested);
+        }
+    }
+    planted
+}
+
 /// Checks the puts on the path, then the range revisions (etcd's
 /// `checkRequests` with `checkRequestPut`, then `checkRequestRange`).
 pub fn precheck(

@@ -26,6 +26,9 @@ pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
 pub const REQUEST_BYTES_MAX_DEFAULT: usize = 1024 * 1024 + 512 * 1024;
 /// etcd's --max-txn-ops.
 pub const TXN_OPS_MAX_DEFAULT: usize = 128;
+/// How often the leader records remaining lease TTLs in the log (etcd's
+/// `--experimental-lease-checkpoint-interval` default).
+pub const LEASE_CHECKPOINT_INTERVAL_DEFAULT: Duration = Duration::from_secs(300);
 /// How often the revision-mode auto compactor looks at the revision
 /// (etcd's revision compactor checks every 5 minutes).
 pub const AUTO_COMPACTION_REVISION_INTERVAL_DEFAULT: Duration = Duration::from_secs(300);
@@ -125,6 +128,10 @@ pub struct NodeConfig {
     pub request_bytes_max: usize,
     /// --max-txn-ops.
     pub txn_ops_max: usize,
+    /// How often the leader checkpoints every lease's remaining TTL, so a
+    /// new leader resumes from it instead of the full TTL
+    /// (--experimental-lease-checkpoint-interval).
+    pub lease_checkpoint_interval: Duration,
     /// Automatic compaction, run by the leader; None when off.
     pub auto_compaction: Option<AutoCompaction>,
     /// How often revision-mode auto compaction runs.
@@ -197,6 +204,7 @@ impl NodeConfig {
             request_timeout: REQUEST_TIMEOUT_DEFAULT,
             request_bytes_max: REQUEST_BYTES_MAX_DEFAULT,
             txn_ops_max: TXN_OPS_MAX_DEFAULT,
+            lease_checkpoint_interval: LEASE_CHECKPOINT_INTERVAL_DEFAULT,
             auto_compaction: None,
             auto_compaction_revision_interval: AUTO_COMPACTION_REVISION_INTERVAL_DEFAULT,
             quota_backend_bytes: QUOTA_BACKEND_BYTES_DEFAULT,

@@ -4,8 +4,8 @@
 
 use std::fmt;
 
-/// A deliberate bug in the driver (or, for the last three, in the Raft core
-/// through its configuration).
+/// A deliberate bug in the driver (or in the Raft core or the KV state
+/// machine, through their configurations).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PlantedBug {
     /// Serve linearizable reads from local state, without ReadIndex.
@@ -35,6 +35,9 @@ pub enum PlantedBug {
     /// A Raft follower accepts an append on any entry at the prev index,
     /// whatever its term.
     AppendIgnoringPrevTerm,
+    /// The KV state machine evaluates a txn compare `LESS` on VERSION,
+    /// CREATE or MOD as `<=`.
+    CompareLessInclusive,
 }
 
 /// [`PlantedBug::DropWatchEvents`] loses the responses of revisions divisible by this.
@@ -52,6 +55,7 @@ impl PlantedBug {
         PlantedBug::CommitWithoutQuorum,
         PlantedBug::FollowerAcksBeforeFsync,
         PlantedBug::AppendIgnoringPrevTerm,
+        PlantedBug::CompareLessInclusive,
     ];
 
     /// The name `cairn-sim --bug` takes.
@@ -66,6 +70,7 @@ impl PlantedBug {
             PlantedBug::CommitWithoutQuorum => "commit-without-quorum",
             PlantedBug::FollowerAcksBeforeFsync => "follower-acks-before-fsync",
             PlantedBug::AppendIgnoringPrevTerm => "append-ignoring-prev-term",
+            PlantedBug::CompareLessInclusive => "compare-less-inclusive",
         }
     }
 }

@@ -16,10 +16,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use cairn_core::kv::{EventType, KeyValue, Revision};
+use cairn_core::kv::{EventType, KeyValue, RequestOp, Revision};
 
 use crate::event_log::EventLog;
-use crate::history::{History, Operation, OperationId, OperationResult, Outcome, SwapOutcome};
+use crate::history::{
+    visit_txn_ops, History, Operation, OperationId, OperationResult, Outcome, SwapOutcome,
+};
 
 /// The cluster's key-value state at the end of the run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -165,6 +167,15 @@ fn deletable_keys(history: &History) -> BTreeMap<Vec<u8>, ()> {
             {
                 keys.insert(key.clone(), ());
             }
+            Operation::Txn { request } => visit_txn_ops(request, &mut |op| match op {
+                RequestOp::DeleteRange(delete) => {
+                    keys.insert(delete.key.clone(), ());
+                }
+                RequestOp::Put(put) if put.lease != 0 => {
+                    keys.insert(put.key.clone(), ());
+                }
+                _ => {}
+            }),
             _ => {}
         }
     }

@@ -15,16 +15,27 @@
 //! - an expiry (a revocation no client asked for before it was applied)
 //!   happens no earlier than `invoke + ttl` of the last successful grant or
 //!   keepalive, with `ttl` shortened by the fastest allowed leader clock
-//!   (clock-drift faults speed a node's ticks up).
+//!   (clock-drift faults speed a node's ticks up). Leases are checkpointed
+//!   (the scenario's `lease_checkpoint_interval`), so a new leader resumes
+//!   each lease from its checkpointed remaining TTL: a checkpoint that
+//!   carried too little shows up here as an early expiry;
+//! - a TimeToLive answer never gives a lease more than its granted TTL plus
+//!   one leader extension per leader takeover in the run (as in etcd, each
+//!   takeover adds the extension to the remaining TTL, and a checkpoint
+//!   carries it on): a checkpointed lease must not come back after a
+//!   leader change with more time than that. NB: counting the takeovers
+//!   between a lease's last refresh and the answer, rather than in the
+//!   whole run, would make the bound tight; it needs leader terms on the
+//!   simulated time axis.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
-use cairn_core::kv::{EventType, LeaseId, Revision};
+use cairn_core::kv::{EventType, KvConfig, LeaseId, RequestOp, Revision};
 
 use crate::event_log::EventLog;
-use crate::history::{History, Operation, OperationResult, Outcome};
+use crate::history::{visit_txn_ops, History, Operation, OperationResult, Outcome};
 use crate::time::SimTime;
 
 /// Default fastest leader clock, in percent of real time (no drift).
@@ -47,12 +58,17 @@ pub struct LeaseCheckConfig {
     /// The fastest any member's clock may run, in percent of real time
     /// (100 without clock drift, 130 with +30% drift).
     pub tick_rate_percent_max: u64,
+    /// The most times a member took over as leader in the run: each
+    /// takeover may add the leader extension to every lease (etcd's
+    /// `Promote`), checkpointed remaining TTL included.
+    pub leader_promotions_max: usize,
 }
 
 impl Default for LeaseCheckConfig {
     fn default() -> Self {
         LeaseCheckConfig {
             tick_rate_percent_max: TICK_RATE_PERCENT_MAX_DEFAULT,
+            leader_promotions_max: 1,
         }
     }
 }
@@ -96,6 +112,23 @@ pub enum LeaseViolation {
         /// The revocation's revision.
         revoked_at: Revision,
     },
+    /// A TimeToLive answer gave a lease more time than it was granted.
+    #[error(
+        "lease {lease}: TimeToLive at {answered_at} said {ttl_seconds}s remain, more than the \
+         granted {granted_ttl_seconds}s plus {extension_seconds}s of leader extensions"
+    )]
+    TimeToLiveBeyondGrant {
+        /// The lease.
+        lease: LeaseId,
+        /// When the answer arrived.
+        answered_at: SimTime,
+        /// The remaining TTL answered.
+        ttl_seconds: i64,
+        /// The granted TTL answered.
+        granted_ttl_seconds: i64,
+        /// The most the leader extensions could have added.
+        extension_seconds: i64,
+    },
     /// A lease expired before its time to live elapsed.
     #[error(
         "lease {lease} expired at {applied_at}, but a refresh at {refreshed_at} promised {ttl_seconds}s (earliest allowed {earliest})"
@@ -125,6 +158,8 @@ pub struct LeaseReport {
     pub expiries: usize,
     /// Deletes beyond the replayable log: not verified.
     pub deletes_unverifiable: usize,
+    /// TimeToLive answers checked against the granted TTL.
+    pub time_to_live_checked: usize,
     /// Every violation.
     pub violations: Vec<LeaseViolation>,
 }
@@ -140,11 +175,13 @@ impl fmt::Display for LeaseReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "leases: {} deletes checked ({} unverifiable), {} revocations ({} expiries), {} violations",
+            "leases: {} deletes checked ({} unverifiable), {} revocations ({} expiries), \
+             {} time-to-live answers, {} violations",
             self.deletes_checked,
             self.deletes_unverifiable,
             self.revocations_checked,
             self.expiries,
+            self.time_to_live_checked,
             self.violations.len()
         )?;
         for violation in &self.violations {
@@ -164,7 +201,52 @@ pub fn check_leases(
     let mut report = LeaseReport::default();
     check_deletes(history, log, revocations, &mut report);
     check_expiries(history, revocations, config, &mut report);
+    check_time_to_live(history, config, &mut report);
     report
+}
+
+/// Whole seconds leaders taking over `promotions` times may add to a
+/// lease's remaining TTL (the store's leader extension each time).
+fn leader_extension_seconds(promotions: usize) -> i64 {
+    let extension_ms = KvConfig::default().lease_leader_extension_ms;
+    let promotions = u64::try_from(promotions).unwrap_or(u64::MAX);
+    i64::try_from(extension_ms.saturating_mul(promotions).div_ceil(1000)).unwrap_or(i64::MAX)
+}
+
+fn check_time_to_live(history: &History, config: &LeaseCheckConfig, report: &mut LeaseReport) {
+    let extension = leader_extension_seconds(config.leader_promotions_max);
+    for record in history.records() {
+        let (
+            Operation::LeaseTimeToLive { lease },
+            Outcome::Completed {
+                at,
+                result:
+                    OperationResult::LeaseTimeToLive {
+                        ttl_seconds,
+                        granted_ttl_seconds,
+                        ..
+                    },
+            },
+        ) = (&record.operation, &record.outcome)
+        else {
+            continue;
+        };
+        if *ttl_seconds < 0 {
+            continue;
+        }
+        report.time_to_live_checked += 1;
+        if *ttl_seconds > granted_ttl_seconds.saturating_add(extension) {
+            report
+                .violations
+                .push(LeaseViolation::TimeToLiveBeyondGrant {
+                    lease: *lease,
+                    answered_at: *at,
+                    ttl_seconds: *ttl_seconds,
+                    granted_ttl_seconds: *granted_ttl_seconds,
+                    extension_seconds: extension,
+                });
+        }
+    }
 }
 
 fn lossy(key: &[u8]) -> String {
@@ -184,6 +266,22 @@ fn check_deletes(
     // Client deletes that may have taken effect, by key: (invoked, acknowledged revision).
     let mut client_deletes: BTreeMap<&[u8], Vec<(SimTime, Option<Revision>)>> = BTreeMap::new();
     for record in history.records() {
+        if let Operation::Txn { request } = &record.operation {
+            // A txn may delete any key it names in a delete; the txn checker
+            // verifies exactly which it did.
+            if matches!(record.outcome, Outcome::Failed { .. }) {
+                continue;
+            }
+            visit_txn_ops(request, &mut |op| {
+                if let RequestOp::DeleteRange(delete) = op {
+                    client_deletes
+                        .entry(&delete.key)
+                        .or_default()
+                        .push((record.invoked_at, None));
+                }
+            });
+            continue;
+        }
         let Operation::Delete { key } = &record.operation else {
             continue;
         };

@@ -10,5 +10,6 @@ pub mod lease;
 pub mod linearizable;
 pub mod raft;
 pub mod revision;
+pub mod txn;
 pub mod verdict;
 pub mod watch;

@@ -12,7 +12,9 @@
 //! - with the committed [`EventLog`], every read (serializable included)
 //!   returns exactly the committed state of its keys at its header revision.
 //!   This last check is what verifies multi-key atomicity of prefix ranges,
-//!   which the per-key linearizability check cannot see.
+//!   which the per-key linearizability check cannot see. (Transactions are
+//!   re-executed against the same replay by [`crate::checker::txn`]; here
+//!   they take part in uniqueness, real-time order and observations.)
 //!
 //! The checks are O(n log n) in the history plus one replay of the log.
 
@@ -21,6 +23,7 @@ use std::fmt;
 
 use cairn_core::kv::{KeyValue, LeaseId, Revision};
 
+use crate::checker::txn::{txn_response_kvs, txn_response_wrote};
 use crate::event_log::EventLog;
 use crate::history::{
     Consistency, History, Operation, OperationId, OperationRecord, OperationResult, SwapOutcome,
@@ -145,6 +148,7 @@ fn created_revision(result: &OperationResult) -> bool {
         OperationResult::Put { .. } => true,
         OperationResult::Delete { deleted, .. } => *deleted > 0,
         OperationResult::CompareAndSwap { outcome, .. } => *outcome == SwapOutcome::Swapped,
+        OperationResult::Txn { response, .. } => txn_response_wrote(response),
         // Lease revocation bumps the revision only when keys were attached;
         // treat it as an observation.
         _ => false,
@@ -162,6 +166,7 @@ fn ordered(record: &OperationRecord) -> bool {
             consistency: Consistency::Serializable,
             ..
         } | Operation::LeaseKeepAlive { .. }
+            | Operation::LeaseTimeToLive { .. }
     )
 }
 
@@ -291,6 +296,7 @@ fn read_kvs(record: &OperationRecord) -> Vec<&KeyValue> {
             outcome: SwapOutcome::Refused { current: Some(kv) },
             ..
         }) => vec![kv],
+        Some(OperationResult::Txn { response, .. }) => txn_response_kvs(response),
         _ => Vec::new(),
     }
 }

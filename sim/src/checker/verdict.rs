@@ -13,6 +13,7 @@ use crate::checker::lease::LeaseReport;
 use crate::checker::linearizable::LinearizabilityReport;
 use crate::checker::raft::{RaftSummary, RaftViolation};
 use crate::checker::revision::RevisionReport;
+use crate::checker::txn::TxnReport;
 use crate::checker::watch::WatchReport;
 
 /// Everything the checkers concluded about one run. `None` means the check
@@ -23,6 +24,8 @@ pub struct RunVerdict {
     pub linearizability: Option<LinearizabilityReport>,
     /// Revision order and reads against committed state.
     pub revisions: Option<RevisionReport>,
+    /// Transactions re-executed against the committed state (with revisions).
+    pub txns: Option<TxnReport>,
     /// Watch guarantees.
     pub watch: Option<WatchReport>,
     /// Acknowledged writes survived.
@@ -46,6 +49,7 @@ impl RunVerdict {
             .as_ref()
             .is_none_or(LinearizabilityReport::is_ok)
             && self.revisions.as_ref().is_none_or(RevisionReport::is_ok)
+            && self.txns.as_ref().is_none_or(TxnReport::is_ok)
             && self.watch.as_ref().is_none_or(WatchReport::is_ok)
             && self.durability.as_ref().is_none_or(DurabilityReport::is_ok)
             && self.lease.as_ref().is_none_or(LeaseReport::is_ok)
@@ -95,6 +99,9 @@ impl fmt::Display for RunVerdict {
             write!(f, "{report}")?;
         }
         if let Some(report) = &self.revisions {
+            write!(f, "{report}")?;
+        }
+        if let Some(report) = &self.txns {
             write!(f, "{report}")?;
         }
         if let Some(report) = &self.watch {

@@ -248,6 +248,7 @@ pub struct Cluster {
     seed: u64,
     bug: Option<Bug>,
     tick_rates_percent: Vec<u32>,
+    lease_checkpoint_interval: Duration,
     observer: Arc<SimObserver>,
     /// A node that is never paused or killed: it ends fsync stalls.
     staller: madsim::runtime::NodeHandle,
@@ -323,6 +324,7 @@ impl Cluster {
         size: u32,
         seed: u64,
         tick_rates_percent: &[u32],
+        lease_checkpoint_interval: Duration,
         bug: Option<Bug>,
         recorder: SharedRecorder,
     ) -> Cluster {
@@ -344,6 +346,7 @@ impl Cluster {
             seed,
             bug,
             tick_rates_percent: tick_rates_percent.to_vec(),
+            lease_checkpoint_interval,
             observer,
             staller,
         };
@@ -382,6 +385,9 @@ impl Cluster {
         config.tick_interval = config.tick_interval * 100 / rate;
         config.snapshot_count = SNAPSHOT_COUNT;
         config.request_timeout = NODE_REQUEST_TIMEOUT;
+        // Drawn by the seed (the scenario's `lease_checkpoint_interval`):
+        // etcd's default of five minutes would never fire in a run.
+        config.lease_checkpoint_interval = self.lease_checkpoint_interval;
         // The run's seed as is: every consumer mixes in the member ID
         // (Raft seeds its election timeouts with `seed ^ id`), so mixing it
         // in here as well cancelled out and gave every member the same

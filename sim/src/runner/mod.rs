@@ -39,6 +39,7 @@ use crate::checker::durability::{check_durability, FinalState};
 use crate::checker::lease::{check_leases, LeaseCheckConfig};
 use crate::checker::linearizable::{check_linearizability, LinearizabilityConfig};
 use crate::checker::revision::check_revisions;
+use crate::checker::txn::check_txns;
 use crate::checker::verdict::RunVerdict;
 use crate::checker::watch::check_watches;
 use crate::event_log::EventLogConflict;
@@ -167,6 +168,7 @@ async fn simulate(parameters: SwarmParameters, seed: u64, bug: Option<Bug>) -> R
         parameters.cluster_size,
         seed,
         &tick_rates(&parameters),
+        parameters.lease_checkpoint_interval,
         bug,
         recorder.clone(),
     ));
@@ -264,6 +266,7 @@ async fn simulate(parameters: SwarmParameters, seed: u64, bug: Option<Bug>) -> R
     }
     if checks.contains(&Check::Revisions) {
         verdict.revisions = Some(check_revisions(&history, Some(&log)));
+        verdict.txns = Some(check_txns(&history, &log));
     }
     if checks.contains(&Check::Watch) {
         verdict.watch = Some(check_watches(&log, &compactions, &sessions));
@@ -282,6 +285,7 @@ async fn simulate(parameters: SwarmParameters, seed: u64, bug: Option<Bug>) -> R
             &revocations,
             &LeaseCheckConfig {
                 tick_rate_percent_max: parameters.tick_rate_percent_max(),
+                leader_promotions_max: recorder.raft.summary().terms_with_leader + 1,
             },
         ));
     }

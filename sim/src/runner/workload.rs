@@ -5,14 +5,15 @@
 //! workload's key space and resume after a failure from the last revision
 //! they saw; the compactor compacts the store now and then.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use cairn_core::kv::{
-    CompactionRequest, Compare, CompareResult, CompareTarget, DeleteRangeRequest, LeaseId,
-    PutRequest, RangeRequest, RequestOp, ResponseOp, TxnRequest, WatchCreateRequest,
+    CompactionRequest, Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyValue,
+    LeaseId, PutRequest, RangeRequest, RequestOp, ResponseOp, TxnRequest, TxnResponse,
+    WatchCreateRequest,
 };
 use cairn_server::node::{NodeError, NodeHandle};
 use rand::{Rng, SeedableRng};
@@ -38,6 +39,16 @@ pub const THINK_TIME_MAX: Duration = Duration::from_millis(50);
 pub const KEY_PREFIX: &[u8] = b"k";
 /// How often a watcher checks whether the run is over.
 pub const WATCH_POLL: Duration = Duration::from_millis(500);
+/// Keys of general transactions start with this: their own key space, so the
+/// per-key linearizability check keeps every other key (the transaction
+/// checker covers these); prefix ranges and watches still see them.
+pub const TXN_KEY_PREFIX: &str = "kt";
+/// Most keys general transactions use (few keys: contention).
+pub const TXN_KEYS_MAX: u32 = 6;
+/// Most compares, and most ops per branch, of one (nested) transaction.
+pub const TXN_WIDTH_MAX: usize = 3;
+/// Deepest nesting of transactions inside a transaction.
+pub const TXN_DEPTH_MAX: u32 = 2;
 /// Compactions keep this many revisions below the current one.
 pub const COMPACTION_KEEP_REVISIONS: i64 = 20;
 
@@ -109,6 +120,110 @@ impl Workload {
         self.stopped.load(Ordering::Relaxed)
     }
 
+    fn txn_key(&self, rng: &mut ChaCha8Rng) -> Vec<u8> {
+        let index = rng.gen_range(0..self.parameters.keys.clamp(2, TXN_KEYS_MAX));
+        format!("{TXN_KEY_PREFIX}{index:02}").into_bytes()
+    }
+
+    /// A transaction over the txn keys: 1..=3 compares drawn around what
+    /// the client last saw of each key (so they hold about as often as they
+    /// fail), then branches of puts, deletes, ranges and nested txns. A key
+    /// is written at most once per path (etcd refuses duplicates).
+    fn draw_txn(&self, rng: &mut ChaCha8Rng, draw: &mut TxnDraw<'_>, depth: u32) -> TxnRequest {
+        let compares = (0..rng.gen_range(1..=TXN_WIDTH_MAX))
+            .map(|_| self.draw_compare(rng, draw))
+            .collect();
+        let written = draw.written.clone();
+        let success = self.draw_ops(rng, draw, depth);
+        let success_written = std::mem::replace(&mut draw.written, written);
+        let failure = self.draw_ops(rng, draw, depth);
+        draw.written.extend(success_written);
+        TxnRequest {
+            compare: compares,
+            success,
+            failure,
+        }
+    }
+
+    fn draw_compare(&self, rng: &mut ChaCha8Rng, draw: &TxnDraw<'_>) -> Compare {
+        let key = self.txn_key(rng);
+        let seen = draw.seen.get(&key);
+        // Around the seen number: equal, one below or one above.
+        let target_choice = rng.gen_range(0..5);
+        let mut near = |number: i64| (number + rng.gen_range(-1..=1)).max(0);
+        let target = match target_choice {
+            0 => CompareTarget::Version(near(seen.map_or(0, |kv| kv.version))),
+            1 => CompareTarget::Create(near(seen.map_or(0, |kv| kv.create_revision))),
+            2 => CompareTarget::Mod(near(seen.map_or(0, |kv| kv.mod_revision))),
+            3 => {
+                let seen_values: Vec<&Vec<u8>> = draw.seen.values().map(|kv| &kv.value).collect();
+                CompareTarget::Value(match (seen, rng.gen_range(0..4)) {
+                    (Some(kv), 0..=1) => kv.value.clone(),
+                    (_, 2) if !seen_values.is_empty() => {
+                        seen_values[rng.gen_range(0..seen_values.len())].clone()
+                    }
+                    _ => Vec::new(),
+                })
+            }
+            _ => CompareTarget::Lease(match (seen, draw.lease, rng.gen_range(0..3)) {
+                (Some(kv), _, 0) => kv.lease,
+                (_, Some(lease), 1) => lease,
+                _ => 0,
+            }),
+        };
+        let result = match rng.gen_range(0..4) {
+            0 => CompareResult::Equal,
+            1 => CompareResult::NotEqual,
+            2 => CompareResult::Less,
+            _ => CompareResult::Greater,
+        };
+        Compare {
+            result,
+            target,
+            key,
+            range_end: Vec::new(),
+        }
+    }
+
+    fn draw_ops(&self, rng: &mut ChaCha8Rng, draw: &mut TxnDraw<'_>, depth: u32) -> Vec<RequestOp> {
+        let mut ops = Vec::new();
+        for _ in 0..rng.gen_range(1..=TXN_WIDTH_MAX) {
+            let key = self.txn_key(rng);
+            let choice = rng.gen_range(0..10);
+            let free = !draw.written.contains(&key);
+            let op = match choice {
+                0..=3 if free => {
+                    draw.written.insert(key.clone());
+                    draw.values += 1;
+                    let lease = match draw.lease {
+                        Some(lease) if rng.gen_bool(0.2) => lease,
+                        _ => 0,
+                    };
+                    RequestOp::Put(PutRequest {
+                        key,
+                        value: format!("{}-t{}", draw.prefix, draw.values).into_bytes(),
+                        lease,
+                        ..PutRequest::default()
+                    })
+                }
+                4..=5 if free => {
+                    draw.written.insert(key.clone());
+                    RequestOp::DeleteRange(DeleteRangeRequest {
+                        key,
+                        ..DeleteRangeRequest::default()
+                    })
+                }
+                9 if depth < TXN_DEPTH_MAX => RequestOp::Txn(self.draw_txn(rng, draw, depth + 1)),
+                _ => RequestOp::Range(RangeRequest {
+                    key,
+                    ..RangeRequest::default()
+                }),
+            };
+            ops.push(op);
+        }
+        ops
+    }
+
     fn key(&self, rng: &mut ChaCha8Rng) -> Vec<u8> {
         let index = rng.gen_range(0..self.parameters.keys.max(1));
         format!("k{index:04}").into_bytes()
@@ -178,6 +293,8 @@ impl Workload {
         let mut lease: Option<LeaseId> = None;
         let mut last_values: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         let mut locks_held: Vec<Vec<u8>> = Vec::new();
+        // What this client last saw of each txn key.
+        let mut txn_seen: BTreeMap<Vec<u8>, KeyValue> = BTreeMap::new();
         let weights: Vec<(OperationKind, u32)> = self
             .parameters
             .workload
@@ -248,7 +365,8 @@ impl Workload {
                         ttl_seconds: self.lease_ttl_seconds(),
                     },
                     Some(lease_id) => match rng.gen_range(0..10) {
-                        0..=3 => Operation::LeaseKeepAlive { lease: lease_id },
+                        0..=2 => Operation::LeaseKeepAlive { lease: lease_id },
+                        3 => Operation::LeaseTimeToLive { lease: lease_id },
                         4..=7 => Operation::Put {
                             key,
                             value,
@@ -257,6 +375,19 @@ impl Workload {
                         _ => Operation::LeaseRevoke { lease: lease_id },
                     },
                 },
+                OperationKind::Txn => {
+                    let prefix = format!("{client}-{counter}");
+                    let mut draw = TxnDraw {
+                        seen: &txn_seen,
+                        lease,
+                        prefix: &prefix,
+                        values: 0,
+                        written: BTreeSet::new(),
+                    };
+                    Operation::Txn {
+                        request: self.draw_txn(&mut rng, &mut draw, 0),
+                    }
+                }
                 OperationKind::Lock => match (lease, locks_held.pop()) {
                     (_, Some(held)) => Operation::Delete { key: held },
                     (None, None) => Operation::LeaseGrant {
@@ -288,6 +419,10 @@ impl Workload {
                     Some(OperationResult::LeaseKeepAlive { ttl_seconds, .. }),
                 ) if *ttl_seconds <= 0 => lease = None,
                 (
+                    Operation::LeaseTimeToLive { .. },
+                    Some(OperationResult::LeaseTimeToLive { ttl_seconds, .. }),
+                ) if *ttl_seconds < 0 => lease = None,
+                (
                     Operation::CompareAndSwap {
                         key,
                         value,
@@ -313,6 +448,9 @@ impl Workload {
                 },
                 (Operation::Put { key, value, .. }, Some(_)) => {
                     last_values.insert(key.clone(), value.clone());
+                }
+                (Operation::Txn { request }, Some(OperationResult::Txn { revision, response })) => {
+                    observe_txn(&mut txn_seen, request, response, *revision);
                 }
                 (Operation::Get { key, .. }, Some(OperationResult::Get { kv, .. })) => match kv {
                     Some(kv) => {
@@ -435,6 +573,66 @@ impl Workload {
             acknowledged_at,
             acknowledged_revision,
         });
+    }
+}
+
+/// What drawing one transaction needs and tracks.
+struct TxnDraw<'a> {
+    /// What the client last saw of each txn key.
+    seen: &'a BTreeMap<Vec<u8>, KeyValue>,
+    /// The client's lease, if it holds one.
+    lease: Option<LeaseId>,
+    /// Written values are `{prefix}-t{n}`: unique per client and operation.
+    prefix: &'a str,
+    /// Values drawn so far.
+    values: u64,
+    /// Keys put or deleted on the path being drawn.
+    written: BTreeSet<Vec<u8>>,
+}
+
+/// Updates what the client saw of the txn keys from a txn's answer: ranges
+/// show keys as they were, puts wrote at `revision`, deletes removed.
+fn observe_txn(
+    seen: &mut BTreeMap<Vec<u8>, KeyValue>,
+    request: &TxnRequest,
+    response: &TxnResponse,
+    revision: i64,
+) {
+    let branch = if response.succeeded {
+        &request.success
+    } else {
+        &request.failure
+    };
+    for (op, answer) in branch.iter().zip(&response.responses) {
+        match (op, answer) {
+            (RequestOp::Range(range), ResponseOp::Range(result)) => match result.kvs.first() {
+                Some(kv) => {
+                    seen.insert(kv.key.clone(), kv.clone());
+                }
+                None => {
+                    seen.remove(&range.key);
+                }
+            },
+            (RequestOp::Put(put), ResponseOp::Put(_)) => {
+                let previous = seen.get(&put.key);
+                let kv = KeyValue {
+                    key: put.key.clone(),
+                    create_revision: previous.map_or(revision, |kv| kv.create_revision),
+                    mod_revision: revision,
+                    version: previous.map_or(1, |kv| kv.version + 1),
+                    value: put.value.clone(),
+                    lease: put.lease,
+                };
+                seen.insert(put.key.clone(), kv);
+            }
+            (RequestOp::DeleteRange(delete), ResponseOp::DeleteRange(_)) => {
+                seen.remove(&delete.key);
+            }
+            (RequestOp::Txn(nested), ResponseOp::Txn(answer)) => {
+                observe_txn(seen, nested, answer, revision);
+            }
+            _ => {}
+        }
     }
 }
 
@@ -564,6 +762,21 @@ async fn perform(handle: &NodeHandle, operation: &Operation) -> Result<Operation
             let header = handle.lease_revoke(*lease).await?;
             Ok(OperationResult::LeaseRevoke {
                 revision: header.revision,
+            })
+        }
+        Operation::LeaseTimeToLive { lease } => {
+            let (header, response) = handle.lease_time_to_live(*lease, false).await?;
+            Ok(OperationResult::LeaseTimeToLive {
+                revision: header.revision,
+                ttl_seconds: response.ttl,
+                granted_ttl_seconds: response.granted_ttl,
+            })
+        }
+        Operation::Txn { request } => {
+            let (header, response) = handle.txn(request.clone()).await?;
+            Ok(OperationResult::Txn {
+                revision: header.revision,
+                response,
             })
         }
     }

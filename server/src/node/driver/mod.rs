@@ -87,8 +87,6 @@ pub const WATCH_STREAM_CHANNEL_MAX: usize = 256;
 pub const WATCH_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(600);
 /// At most this many expired leases are revoked per tick.
 pub const LEASE_REVOKES_PER_TICK_MAX: usize = 64;
-/// How often the leader records remaining lease TTLs in the log.
-pub const LEASE_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(300);
 /// At most this many lease checkpoints in one entry.
 pub const LEASE_CHECKPOINTS_PER_ENTRY_MAX: usize = 1000;
 /// How long a leader that is shutting down waits for its transfer.
@@ -212,6 +210,9 @@ pub async fn start(
         txn_ops_max: config.txn_ops_max,
         request_bytes_max: config.request_bytes_max,
         lease_ttl_min_seconds: config.lease_ttl_min_seconds(),
+        #[cfg(madsim)]
+        planted_bug: (config.planted_bug == Some(PlantedBug::CompareLessInclusive))
+            .then_some(cairn_core::kv::PlantedKvBug::CompareLessInclusive),
         ..KvConfig::default()
     };
     let mut members: MemberTable = config
@@ -365,7 +366,7 @@ pub async fn start(
         let ticks = interval.as_millis() / config.tick_interval.as_millis().max(1);
         u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
     };
-    let checkpoint_ticks = ticks_in(LEASE_CHECKPOINT_INTERVAL);
+    let checkpoint_ticks = ticks_in(config.lease_checkpoint_interval);
     let progress_notify_ticks = ticks_in(WATCH_PROGRESS_NOTIFY_INTERVAL);
     let compactor = AutoCompactor::new(
         config.auto_compaction,

@@ -45,7 +45,7 @@ pub const DROPPED_WATCH_REVISION_DIVISOR: i64 = 17;
 
 impl PlantedBug {
     /// Every driver bug.
-    pub const ALL: [PlantedBug; 7] = [
+    pub const ALL: [PlantedBug; 10] = [
         PlantedBug::ReadWithoutReadIndex,
         PlantedBug::ForgetVote,
         PlantedBug::ApplyTwiceAfterRestart,

@@ -64,6 +64,9 @@ enum Command {
         /// Seeds every scenario runs: `1,2,3`, `1..1000` (inclusive) or both.
         #[arg(long, default_value = FIXED_SEEDS_DEFAULT)]
         seeds: String,
+        /// Regression seeds of one scenario, `scenario=seeds` (repeatable).
+        #[arg(long)]
+        pinned: Vec<String>,
         /// Fresh seeds per scenario on top of the fixed ones.
         #[arg(long, default_value_t = FRESH_SEEDS_DEFAULT)]
         fresh: u64,
@@ -166,6 +169,7 @@ pub fn main() -> ExitCode {
         Command::Scenarios {
             dir,
             seeds,
+            pinned,
             fresh,
             entropy,
             weight,
@@ -180,6 +184,7 @@ pub fn main() -> ExitCode {
         } => crate::workers::sweep(&SweepOptions {
             dir,
             seeds,
+            pinned,
             fresh,
             entropy,
             weight,

@@ -135,6 +135,22 @@ impl FromStr for Weights {
     }
 }
 
+/// Parses `--pinned` entries, each `scenario=seeds` with seeds as in
+/// [`parse_seeds`]: regression seeds a sweep always runs for that scenario.
+pub fn parse_pinned(entries: &[String]) -> Result<BTreeMap<String, Vec<u64>>, String> {
+    let mut pinned: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for entry in entries {
+        let (name, seeds) = entry
+            .split_once('=')
+            .ok_or_else(|| format!("bad pinned seeds {entry:?}: expected scenario=seeds"))?;
+        pinned
+            .entry(name.trim().to_string())
+            .or_default()
+            .extend(parse_seeds(seeds)?);
+    }
+    Ok(pinned)
+}
+
 /// A scenario the sweep runs: its name and file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlannedScenario {
@@ -159,12 +175,14 @@ pub struct Job {
 }
 
 /// The jobs of one shard of a sweep, in plan order: every scenario over
-/// the fixed seeds, then every scenario over its fresh seeds (the first
-/// `fresh_per_scenario * weight` of `fresh`). Jobs are numbered across the
-/// whole sweep before the shard takes its part, so shards never overlap.
+/// the fixed seeds, then over its pinned seeds, then over its fresh seeds
+/// (the first `fresh_per_scenario * weight` of `fresh`). Jobs are numbered
+/// across the whole sweep before the shard takes its part, so shards never
+/// overlap.
 pub fn plan(
     scenarios: &[PlannedScenario],
     fixed: &[u64],
+    pinned: &BTreeMap<String, Vec<u64>>,
     fresh: &[u64],
     fresh_per_scenario: u64,
     weights: &Weights,
@@ -173,12 +191,17 @@ pub fn plan(
     let fixed_jobs = scenarios.iter().flat_map(|scenario| {
         fixed.iter().enumerate().map(move |(position, &seed)| (scenario, seed, position == 0))
     });
+    let pinned_jobs = scenarios.iter().flat_map(|scenario| {
+        let seeds = pinned.get(&scenario.name).map_or(&[][..], Vec::as_slice);
+        seeds.iter().map(move |&seed| (scenario, seed, false))
+    });
     let fresh_jobs = scenarios.iter().flat_map(|scenario| {
         let count = fresh_per_scenario.saturating_mul(weights.of(&scenario.name));
         let count = usize::try_from(count).unwrap_or(usize::MAX);
         fresh.iter().take(count).map(move |&seed| (scenario, seed, false))
     });
     fixed_jobs
+        .chain(pinned_jobs)
         .chain(fresh_jobs)
         .enumerate()
         .filter(|(index, _)| shard.takes(*index as u64))
@@ -453,6 +476,18 @@ mod tests {
     }
 
     #[test]
+    fn pinned_seeds_name_their_scenario() {
+        let pinned = parse_pinned(&["swarm=6,15".to_string(), "kill-and-wipe=42".to_string()]);
+        let expected = BTreeMap::from([
+            ("kill-and-wipe".to_string(), vec![42]),
+            ("swarm".to_string(), vec![6, 15]),
+        ]);
+        assert_eq!(pinned, Ok(expected));
+        assert!(parse_pinned(&["swarm".to_string()]).is_err());
+        assert!(parse_pinned(&["swarm=x".to_string()]).is_err());
+    }
+
+    #[test]
     fn shards_parse_and_refuse_out_of_range() {
         assert_eq!("2/5".parse::<Shard>(), Ok(Shard { index: 2, count: 5 }));
         assert_eq!("0/1".parse::<Shard>(), Ok(Shard::WHOLE));
@@ -468,9 +503,13 @@ mod tests {
         let fixed = [1, 2, 3];
         let fresh = fresh_seeds(42, 10);
         let weights: Weights = "swarm-quick=10".parse().unwrap();
-        let whole = plan(&scenarios, &fixed, &fresh, 1, &weights, Shard::WHOLE);
-        // 3 scenarios x 3 fixed seeds, then 1 + 1 + 10 fresh.
-        assert_eq!(whole.len(), 9 + 12);
+        let pinned = parse_pinned(&["b=80,6".to_string(), "b=22".to_string()]).unwrap();
+        let whole = plan(&scenarios, &fixed, &pinned, &fresh, 1, &weights, Shard::WHOLE);
+        // 3 scenarios x 3 fixed seeds, 3 pinned, then 1 + 1 + 10 fresh.
+        assert_eq!(whole.len(), 9 + 3 + 12);
+        let pinned_seeds: Vec<u64> = whole[9..12].iter().map(|job| job.seed).collect();
+        assert_eq!(pinned_seeds, vec![80, 6, 22]);
+        assert!(whole[9..12].iter().all(|job| job.scenario == "b"));
         assert_eq!(
             whole.iter().filter(|job| job.check_determinism).count(),
             3,
@@ -478,8 +517,9 @@ mod tests {
         );
         let mut together = Vec::new();
         for index in 0..4 {
-            let shard = plan(&scenarios, &fixed, &fresh, 1, &weights, Shard { index, count: 4 });
-            assert!(shard.len() == 5 || shard.len() == 6, "{}", shard.len());
+            let shard = Shard { index, count: 4 };
+            let shard = plan(&scenarios, &fixed, &pinned, &fresh, 1, &weights, shard);
+            assert_eq!(shard.len(), 6);
             together.extend(shard);
         }
         let key = |job: &Job| (job.scenario.clone(), job.seed);
@@ -489,7 +529,15 @@ mod tests {
         got.sort();
         assert_eq!(got, expected);
         // Shard 1/4 takes jobs 1, 5, 9, ... of the whole plan.
-        let second = plan(&scenarios, &fixed, &fresh, 1, &weights, "1/4".parse().unwrap());
+        let second = plan(
+            &scenarios,
+            &fixed,
+            &pinned,
+            &fresh,
+            1,
+            &weights,
+            "1/4".parse().unwrap(),
+        );
         assert_eq!(second[0], whole[1]);
         assert_eq!(second[1], whole[5]);
     }
@@ -502,6 +550,7 @@ mod tests {
         let jobs = plan(
             &scenarios(&["a", "b", "c"]),
             &[],
+            &BTreeMap::new(),
             &fresh_seeds(7, 6),
             2,
             &weights,

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cairn_sim::runner::run;
 use cairn_sim::sweep::{
-    fresh_seeds, parse_seeds, plan, Job, PlannedScenario, RunResult, Shard, Summary, SweepReport,
+    fresh_seeds, parse_pinned, parse_seeds, plan, Job, PlannedScenario, RunResult, Shard, Summary, SweepReport,
     Weights,
 };
 
@@ -37,6 +37,7 @@ const WORKER_STDERR_TAIL_CHARS: usize = 4_000;
 pub struct SweepOptions {
     pub dir: PathBuf,
     pub seeds: String,
+    pub pinned: Vec<String>,
     pub fresh: u64,
     pub entropy: Option<u64>,
     pub weight: String,
@@ -59,21 +60,14 @@ pub struct WorkerJob {
     pub failures_dir: PathBuf,
 }
 
-/// The scenario files in `dir` whose name contains `only`, by name.
-fn scenarios(dir: &Path, only: Option<&str>) -> Result<Vec<PlannedScenario>, String> {
+/// The scenario files in `dir`, by name.
+fn scenarios(dir: &Path) -> Result<Vec<PlannedScenario>, String> {
     let entries = std::fs::read_dir(dir)
         .map_err(|error| format!("cannot list {}: {error}", dir.display()))?;
     let mut planned = Vec::new();
     for entry in entries.filter_map(Result::ok) {
         let path = entry.path();
         if path.extension().is_none_or(|extension| extension != "scn") {
-            continue;
-        }
-        let stem = path
-            .file_stem()
-            .map(|stem| stem.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if only.is_some_and(|only| !stem.contains(only)) {
             continue;
         }
         // Parse every file once here, so a broken one stops the sweep
@@ -92,7 +86,17 @@ fn scenarios(dir: &Path, only: Option<&str>) -> Result<Vec<PlannedScenario>, Str
 pub fn sweep(options: &SweepOptions) -> ExitCode {
     let planned = (|| {
         parse_bug(options.bug.as_deref())?;
-        let scenarios = scenarios(&options.dir, options.only.as_deref())?;
+        let mut scenarios = scenarios(&options.dir)?;
+        let pinned = parse_pinned(&options.pinned)?;
+        if let Some(name) = pinned
+            .keys()
+            .find(|name| scenarios.iter().all(|scenario| &scenario.name != *name))
+        {
+            return Err(format!("--pinned names no scenario in {}: {name}", options.dir.display()));
+        }
+        if let Some(only) = &options.only {
+            scenarios.retain(|scenario| scenario.name.contains(only.as_str()));
+        }
         let fixed = parse_seeds(&options.seeds)?;
         let weights: Weights = options.weight.parse()?;
         // Fresh seeds come from the wall clock, outside any simulation.
@@ -110,20 +114,22 @@ pub fn sweep(options: &SweepOptions) -> ExitCode {
         let jobs = plan(
             &scenarios,
             &fixed,
+            &pinned,
             &fresh,
             options.fresh,
             &weights,
             options.shard,
         );
         println!(
-            "sweep: {} scenarios; fixed seeds {}; {} fresh seeds each{} from entropy {entropy} \
-             (--entropy {entropy} draws them again); shard {}: {} runs",
+            "sweep: {} scenarios; fixed seeds {}; pinned {:?}; {} fresh seeds each{} from entropy \
+             {entropy} (--entropy {entropy} draws them again); shard {}: {} runs",
             scenarios.len(),
             if fixed.len() > 8 {
                 format!("{}..{} ({} seeds)", fixed[0], fixed[fixed.len() - 1], fixed.len())
             } else {
                 format!("{fixed:?}")
             },
+            pinned,
             options.fresh,
             if weights.0.is_empty() {
                 String::new()

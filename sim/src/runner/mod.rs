@@ -208,7 +208,7 @@ async fn simulate(parameters: SwarmParameters, seed: u64, bug: Option<Bug>) -> R
     // The liveness phase.
     let liveness = probe_liveness(&workload).await;
     workload.stopped.store(true, Ordering::Relaxed);
-    for client in clients {
+    for client in &mut clients {
         let _ = tokio::time::timeout(CLIENT_TIMEOUT * 2, client).await;
     }
     tokio::time::sleep(SETTLE_TIME).await;
@@ -234,7 +234,8 @@ async fn simulate(parameters: SwarmParameters, seed: u64, bug: Option<Bug>) -> R
             .lock()
             .unwrap_or_else(PoisonError::into_inner),
     );
-    let mut recorder = recorder.lock();
+    let shared_recorder = recorder;
+    let mut recorder = shared_recorder.lock();
     let log = recorder.event_log.clone();
     let checks = &parameters.checks;
     let mut verdict = RunVerdict {
@@ -284,7 +285,7 @@ async fn simulate(parameters: SwarmParameters, seed: u64, bug: Option<Bug>) -> R
         });
     }
     let trace_hash = recorder.trace.hash();
-    RunOutcome {
+    let outcome = RunOutcome {
         parameters,
         bug,
         verdict,
@@ -296,7 +297,32 @@ async fn simulate(parameters: SwarmParameters, seed: u64, bug: Option<Bug>) -> R
         simulated,
         messages_dropped: recorder.messages_dropped,
         messages_duplicated: recorder.messages_duplicated,
+    };
+    drop(recorder);
+    tear_down(&workload, &clients, &shared_recorder, seed).await;
+    outcome
+}
+
+/// Ends every task of the run and empties what they hold, once the outcome
+/// is taken. madsim does not cancel the tasks still pending when its
+/// runtime is dropped (madsim-rs/madsim#242), and a pending sleep keeps its
+/// own task alive through the timer, so whatever a leftover task holds (the
+/// workload, the cluster and its disks, the trace) stayed allocated: a
+/// sweep of runs in one process grew by megabytes a run.
+async fn tear_down<T>(
+    workload: &Workload,
+    clients: &[tokio::task::JoinHandle<T>],
+    recorder: &SharedRecorder,
+    seed: u64,
+) {
+    for client in clients {
+        client.abort();
     }
+    workload.cluster.tear_down();
+    *recorder.lock() = Recorder::new(seed);
+    // The executor drops the killed nodes' and aborted clients' futures
+    // before time moves on.
+    tokio::time::sleep(Duration::from_millis(1)).await;
 }
 
 /// After healing, some write must commit within the liveness timeout.

@@ -3,7 +3,7 @@
 #   make cluster  three members on 127.0.0.1 (clients 2379/22379/32379), Ctrl-C stops all
 #   make test     every test: unit, e2e with etcdctl, simulator bug hunt and scenarios
 #   make sim SCENARIO=name SEED=n [BUG=name]   one simulator run, replayable
-#   make scenarios                              every scenario, fixed + pinned + fresh seeds, and ~2000 swarm-quick seeds
+#   make scenarios                              every scenario, fixed + pinned + fresh seeds, and 2400 swarm-quick seeds
 #   make check    fmt --check, clippy -D warnings, core purity
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -65,8 +65,8 @@ sim: sim-build
 # replayed for determinism), the pinned regression seeds (the table in
 # scenarios/README.md), and SWARM_QUICK_SEEDS fresh seeds of swarm-quick.
 # The budget stops starting runs before CI's time is up.
-SWARM_QUICK_SEEDS ?= 2000
-SCENARIOS_BUDGET_SECS ?= 660
+SWARM_QUICK_SEEDS ?= 2400
+SCENARIOS_BUDGET_SECS ?= 600
 PINNED_SEEDS := --pinned swarm=6,15,22,80,162,224,389,422,442 --pinned kill-and-wipe=42
 SCENARIOS_FLAGS ?=
 

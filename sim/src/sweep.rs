@@ -32,7 +32,11 @@ pub const FRESH_SEED_LIMIT: u64 = 1_000_000_000;
 /// a mix of both (`1,2,10..20`), in the order given.
 pub fn parse_seeds(text: &str) -> Result<Vec<u64>, String> {
     let mut seeds = Vec::new();
-    for part in text.split(',').map(str::trim).filter(|part| !part.is_empty()) {
+    for part in text
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+    {
         let number = |word: &str| {
             word.trim()
                 .parse::<u64>()
@@ -125,7 +129,11 @@ impl FromStr for Weights {
     /// Parses `name=weight[,name=weight...]`.
     fn from_str(text: &str) -> Result<Weights, String> {
         let mut weights = BTreeMap::new();
-        for part in text.split(',').map(str::trim).filter(|part| !part.is_empty()) {
+        for part in text
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+        {
             let bad = || format!("bad weight {part:?}: expected scenario=count");
             let (name, weight) = part.split_once('=').ok_or_else(bad)?;
             let weight: u64 = weight.trim().parse().map_err(|_| bad())?;
@@ -189,7 +197,10 @@ pub fn plan(
     shard: Shard,
 ) -> Vec<Job> {
     let fixed_jobs = scenarios.iter().flat_map(|scenario| {
-        fixed.iter().enumerate().map(move |(position, &seed)| (scenario, seed, position == 0))
+        fixed
+            .iter()
+            .enumerate()
+            .map(move |(position, &seed)| (scenario, seed, position == 0))
     });
     let pinned_jobs = scenarios.iter().flat_map(|scenario| {
         let seeds = pinned.get(&scenario.name).map_or(&[][..], Vec::as_slice);
@@ -198,7 +209,10 @@ pub fn plan(
     let fresh_jobs = scenarios.iter().flat_map(|scenario| {
         let count = fresh_per_scenario.saturating_mul(weights.of(&scenario.name));
         let count = usize::try_from(count).unwrap_or(usize::MAX);
-        fresh.iter().take(count).map(move |&seed| (scenario, seed, false))
+        fresh
+            .iter()
+            .take(count)
+            .map(move |&seed| (scenario, seed, false))
     });
     fixed_jobs
         .chain(pinned_jobs)
@@ -459,10 +473,14 @@ mod tests {
 
     #[test]
     fn bad_seeds_are_refused() {
-        assert!(parse_seeds("9..3").unwrap_err().contains("empty seed range"));
+        assert!(parse_seeds("9..3")
+            .unwrap_err()
+            .contains("empty seed range"));
         assert!(parse_seeds("1,x").unwrap_err().contains("bad seed"));
         assert!(parse_seeds("1..").is_err());
-        assert!(parse_seeds("0..200000000").unwrap_err().contains("too long"));
+        assert!(parse_seeds("0..200000000")
+            .unwrap_err()
+            .contains("too long"));
     }
 
     #[test]
@@ -504,7 +522,15 @@ mod tests {
         let fresh = fresh_seeds(42, 10);
         let weights: Weights = "swarm-quick=10".parse().unwrap();
         let pinned = parse_pinned(&["b=80,6".to_string(), "b=22".to_string()]).unwrap();
-        let whole = plan(&scenarios, &fixed, &pinned, &fresh, 1, &weights, Shard::WHOLE);
+        let whole = plan(
+            &scenarios,
+            &fixed,
+            &pinned,
+            &fresh,
+            1,
+            &weights,
+            Shard::WHOLE,
+        );
         // 3 scenarios x 3 fixed seeds, 3 pinned, then 1 + 1 + 10 fresh.
         assert_eq!(whole.len(), 9 + 3 + 12);
         let pinned_seeds: Vec<u64> = whole[9..12].iter().map(|job| job.seed).collect();
@@ -618,7 +644,10 @@ mod tests {
         assert_eq!(summary.peak_rss_kib, 40_002);
         assert!(!summary.passed());
         let text = summary.render();
-        assert!(text.contains("seeds run: 4 of 5 planned (1 skipped"), "{text}");
+        assert!(
+            text.contains("seeds run: 4 of 5 planned (1 skipped"),
+            "{text}"
+        );
         assert!(text.contains("FAILED: a seed 2"), "{text}");
         assert!(text.contains("faults by kind: kill 8"), "{text}");
         assert!(Summary::of(&[first]).passed());

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cairn_sim::runner::run;
 use cairn_sim::sweep::{
-    fresh_seeds, parse_pinned, parse_seeds, plan, Job, PlannedScenario, RunResult, Shard, Summary, SweepReport,
-    Weights,
+    fresh_seeds, parse_pinned, parse_seeds, plan, Job, PlannedScenario, RunResult, Shard, Summary,
+    SweepReport, Weights,
 };
 
 use crate::cli::{failure_report, load, parse_bug, replay_command, replay_hash};
@@ -84,43 +84,47 @@ fn scenarios(dir: &Path) -> Result<Vec<PlannedScenario>, String> {
 
 /// `cairn-sim scenarios`.
 pub fn sweep(options: &SweepOptions) -> ExitCode {
-    let planned = (|| {
-        parse_bug(options.bug.as_deref())?;
-        let mut scenarios = scenarios(&options.dir)?;
-        let pinned = parse_pinned(&options.pinned)?;
-        if let Some(name) = pinned
-            .keys()
-            .find(|name| scenarios.iter().all(|scenario| &scenario.name != *name))
-        {
-            return Err(format!("--pinned names no scenario in {}: {name}", options.dir.display()));
-        }
-        if let Some(only) = &options.only {
-            scenarios.retain(|scenario| scenario.name.contains(only.as_str()));
-        }
-        let fixed = parse_seeds(&options.seeds)?;
-        let weights: Weights = options.weight.parse()?;
-        // Fresh seeds come from the wall clock, outside any simulation.
-        let entropy = options.entropy.unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |elapsed| elapsed.as_nanos() as u64)
-        });
-        let weight_max = scenarios
-            .iter()
-            .map(|scenario| weights.of(&scenario.name))
-            .max()
-            .unwrap_or(1);
-        let fresh = fresh_seeds(entropy, options.fresh.saturating_mul(weight_max));
-        let jobs = plan(
-            &scenarios,
-            &fixed,
-            &pinned,
-            &fresh,
-            options.fresh,
-            &weights,
-            options.shard,
-        );
-        println!(
+    let planned =
+        (|| {
+            parse_bug(options.bug.as_deref())?;
+            let mut scenarios = scenarios(&options.dir)?;
+            let pinned = parse_pinned(&options.pinned)?;
+            if let Some(name) = pinned
+                .keys()
+                .find(|name| scenarios.iter().all(|scenario| &scenario.name != *name))
+            {
+                return Err(format!(
+                    "--pinned names no scenario in {}: {name}",
+                    options.dir.display()
+                ));
+            }
+            if let Some(only) = &options.only {
+                scenarios.retain(|scenario| scenario.name.contains(only.as_str()));
+            }
+            let fixed = parse_seeds(&options.seeds)?;
+            let weights: Weights = options.weight.parse()?;
+            // Fresh seeds come from the wall clock, outside any simulation.
+            let entropy = options.entropy.unwrap_or_else(|| {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |elapsed| elapsed.as_nanos() as u64)
+            });
+            let weight_max = scenarios
+                .iter()
+                .map(|scenario| weights.of(&scenario.name))
+                .max()
+                .unwrap_or(1);
+            let fresh = fresh_seeds(entropy, options.fresh.saturating_mul(weight_max));
+            let jobs = plan(
+                &scenarios,
+                &fixed,
+                &pinned,
+                &fresh,
+                options.fresh,
+                &weights,
+                options.shard,
+            );
+            println!(
             "sweep: {} scenarios; fixed seeds {}; pinned {:?}; {} fresh seeds each{} from entropy \
              {entropy} (--entropy {entropy} draws them again); shard {}: {} runs",
             scenarios.len(),
@@ -139,11 +143,11 @@ pub fn sweep(options: &SweepOptions) -> ExitCode {
             options.shard,
             jobs.len()
         );
-        if options.fresh > 0 && fresh.len() <= 8 {
-            println!("fresh seeds: {fresh:?}");
-        }
-        Ok::<_, String>((entropy, jobs))
-    })();
+            if options.fresh > 0 && fresh.len() <= 8 {
+                println!("fresh seeds: {fresh:?}");
+            }
+            Ok::<_, String>((entropy, jobs))
+        })();
     let (entropy, jobs) = match planned {
         Ok(planned) => planned,
         Err(error) => {
@@ -208,7 +212,7 @@ pub fn sweep(options: &SweepOptions) -> ExitCode {
                     result.simulated_ms as f64 / 1000.0,
                     result.wall_ms as f64 / 1000.0
                 );
-            } else if done % progress_every == 0 {
+            } else if done.is_multiple_of(progress_every) {
                 println!(
                     "[{done}/{}] {:.0}s wall, every run so far passed",
                     jobs.len(),
@@ -291,13 +295,20 @@ fn run_in_worker(executable: &Path, job: &Job, options: &SweepOptions) -> RunRes
             String::from_utf8_lossy(&output.stdout).into_owned(),
             String::from_utf8_lossy(&output.stderr).into_owned(),
         ),
-        Err(error) => (format!("not started: {error}"), String::new(), String::new()),
+        Err(error) => (
+            format!("not started: {error}"),
+            String::new(),
+            String::new(),
+        ),
     };
     let line = stdout.lines().rev().find(|line| line.starts_with('{'));
     if let Some(result) = line.and_then(|line| serde_json::from_str::<RunResult>(line).ok()) {
         return result;
     }
-    let bug = options.bug.as_deref().and_then(|name| parse_bug(Some(name)).ok().flatten());
+    let bug = options
+        .bug
+        .as_deref()
+        .and_then(|name| parse_bug(Some(name)).ok().flatten());
     let tail_start = stderr
         .char_indices()
         .rev()
@@ -409,7 +420,10 @@ pub fn merge(files: &[PathBuf]) -> ExitCode {
     print!("{}", summary.render());
     for report in &reports {
         for result in report.results.iter().filter(|result| !result.passed) {
-            print!("{} seed {}:\n{}", result.scenario, result.seed, result.report);
+            print!(
+                "{} seed {}:\n{}",
+                result.scenario, result.seed, result.report
+            );
         }
     }
     if summary.passed() {

@@ -235,70 +235,72 @@ async fn simulate(parameters: SwarmParameters, seed: u64, bug: Option<Bug>) -> R
             .unwrap_or_else(PoisonError::into_inner),
     );
     let shared_recorder = recorder;
-    let mut recorder = shared_recorder.lock();
-    let log = recorder.event_log.clone();
-    let checks = &parameters.checks;
-    let mut verdict = RunVerdict {
-        fault_counts: counts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone(),
-        ..RunVerdict::default()
+    // The outcome, taken before the teardown (the lock is not held across it).
+    let outcome = {
+        let mut recorder = shared_recorder.lock();
+        let log = recorder.event_log.clone();
+        let checks = &parameters.checks;
+        let mut verdict = RunVerdict {
+            fault_counts: counts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+            ..RunVerdict::default()
+        };
+        if checks.contains(&Check::Linearizable) {
+            verdict.linearizability = Some(check_linearizability(
+                &history,
+                Some(&log),
+                &LinearizabilityConfig::default(),
+            ));
+        }
+        if checks.contains(&Check::Revisions) {
+            verdict.revisions = Some(check_revisions(&history, Some(&log)));
+        }
+        if checks.contains(&Check::Watch) {
+            verdict.watch = Some(check_watches(&log, &compactions, &sessions));
+        }
+        if checks.contains(&Check::Durability) {
+            verdict.durability = Some(match &final_state {
+                Ok(state) => check_durability(&history, Some(&log), state),
+                Err(_) => check_durability(&history, Some(&log), &FinalState::default()),
+            });
+        }
+        if checks.contains(&Check::Lease) {
+            let revocations: Vec<_> = recorder.revocations.values().copied().collect();
+            verdict.lease = Some(check_leases(
+                &history,
+                &log,
+                &revocations,
+                &LeaseCheckConfig {
+                    tick_rate_percent_max: parameters.tick_rate_percent_max(),
+                },
+            ));
+        }
+        // Raft invariants are always checked: they cost nothing extra.
+        verdict.raft = Some((recorder.raft.summary(), recorder.raft_violation.clone()));
+        if checks.contains(&Check::Liveness) {
+            verdict.liveness = Some(match (liveness, &final_state) {
+                (Err(reason), _) => Err(reason),
+                (Ok(()), Err(reason)) => Err(reason.clone()),
+                (Ok(()), Ok(_)) => Ok(()),
+            });
+        }
+        let trace_hash = recorder.trace.hash();
+        RunOutcome {
+            parameters,
+            bug,
+            verdict,
+            conflicts: std::mem::take(&mut recorder.conflicts),
+            trace_hash,
+            trace_lines_total: recorder.trace.total(),
+            trace: recorder.trace.lines().cloned().collect(),
+            history,
+            simulated,
+            messages_dropped: recorder.messages_dropped,
+            messages_duplicated: recorder.messages_duplicated,
+        }
     };
-    if checks.contains(&Check::Linearizable) {
-        verdict.linearizability = Some(check_linearizability(
-            &history,
-            Some(&log),
-            &LinearizabilityConfig::default(),
-        ));
-    }
-    if checks.contains(&Check::Revisions) {
-        verdict.revisions = Some(check_revisions(&history, Some(&log)));
-    }
-    if checks.contains(&Check::Watch) {
-        verdict.watch = Some(check_watches(&log, &compactions, &sessions));
-    }
-    if checks.contains(&Check::Durability) {
-        verdict.durability = Some(match &final_state {
-            Ok(state) => check_durability(&history, Some(&log), state),
-            Err(_) => check_durability(&history, Some(&log), &FinalState::default()),
-        });
-    }
-    if checks.contains(&Check::Lease) {
-        let revocations: Vec<_> = recorder.revocations.values().copied().collect();
-        verdict.lease = Some(check_leases(
-            &history,
-            &log,
-            &revocations,
-            &LeaseCheckConfig {
-                tick_rate_percent_max: parameters.tick_rate_percent_max(),
-            },
-        ));
-    }
-    // Raft invariants are always checked: they cost nothing extra.
-    verdict.raft = Some((recorder.raft.summary(), recorder.raft_violation.clone()));
-    if checks.contains(&Check::Liveness) {
-        verdict.liveness = Some(match (liveness, &final_state) {
-            (Err(reason), _) => Err(reason),
-            (Ok(()), Err(reason)) => Err(reason.clone()),
-            (Ok(()), Ok(_)) => Ok(()),
-        });
-    }
-    let trace_hash = recorder.trace.hash();
-    let outcome = RunOutcome {
-        parameters,
-        bug,
-        verdict,
-        conflicts: std::mem::take(&mut recorder.conflicts),
-        trace_hash,
-        trace_lines_total: recorder.trace.total(),
-        trace: recorder.trace.lines().cloned().collect(),
-        history,
-        simulated,
-        messages_dropped: recorder.messages_dropped,
-        messages_duplicated: recorder.messages_duplicated,
-    };
-    drop(recorder);
     tear_down(&workload, &clients, &shared_recorder, seed).await;
     outcome
 }

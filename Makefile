@@ -48,12 +48,12 @@ SIM_CARGO := $(SIM_ENV) $(CARGO)
 SIM_FLAGS := --profile sim -p cairn-sim --target-dir $(SIM_TARGET_DIR)
 
 sim-build:
-	$(SIM_CARGO) build $(SIM_FLAGS) --bins --test planted_bugs
+	$(SIM_CARGO) build $(SIM_FLAGS) --bins --test planted_bugs --test sweep
 
-# Planted bugs are caught, clean runs stay clean, replays are deterministic;
-# then every scenario over the fixed seeds plus a fresh one.
+# Planted bugs are caught, clean runs stay clean, replays are deterministic,
+# a sweep splits into shards and merges; then the CI sweep (`scenarios`).
 test-sim: sim-build
-	$(SIM_CARGO) test $(SIM_FLAGS) --test planted_bugs
+	$(SIM_CARGO) test $(SIM_FLAGS) --test planted_bugs --test sweep
 	$(MAKE) scenarios
 
 sim: sim-build

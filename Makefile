@@ -3,7 +3,7 @@
 #   make cluster  three members on 127.0.0.1 (clients 2379/22379/32379), Ctrl-C stops all
 #   make test     every test: unit, e2e with etcdctl, simulator bug hunt and scenarios
 #   make sim SCENARIO=name SEED=n [BUG=name]   one simulator run, replayable
-#   make scenarios                              every scenario over fixed + fresh seeds
+#   make scenarios                              every scenario, fixed + pinned + fresh seeds, and 2400 swarm-quick seeds
 #   make check    fmt --check, clippy -D warnings, core purity
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -48,21 +48,32 @@ SIM_CARGO := $(SIM_ENV) $(CARGO)
 SIM_FLAGS := --profile sim -p cairn-sim --target-dir $(SIM_TARGET_DIR)
 
 sim-build:
-	$(SIM_CARGO) build $(SIM_FLAGS) --bins --test planted_bugs
+	$(SIM_CARGO) build $(SIM_FLAGS) --bins --test planted_bugs --test sweep
 
-# Planted bugs are caught, clean runs stay clean, replays are deterministic;
-# then every scenario over the fixed seeds plus a fresh one.
+# Planted bugs are caught, clean runs stay clean, replays are deterministic,
+# a sweep splits into shards and merges; then the CI sweep (`scenarios`).
 test-sim: sim-build
-	$(SIM_CARGO) test $(SIM_FLAGS) --test planted_bugs
+	$(SIM_CARGO) test $(SIM_FLAGS) --test planted_bugs --test sweep
 	$(MAKE) scenarios
 
 sim: sim-build
 	$(SIM_CARGO) run $(SIM_FLAGS) -- run --scenario scenarios/$(SCENARIO).scn --seed $(SEED) \
 	  $(if $(BUG),--bug $(BUG),) --check-determinism
 
+# The CI sweep, one run per worker process on every core: every scenario
+# over the fixed seeds 1,2,3 and one fresh seed (the first seed of each also
+# replayed for determinism), the pinned regression seeds (the table in
+# scenarios/README.md), and SWARM_QUICK_SEEDS fresh seeds of swarm-quick.
+# The budget stops starting runs before CI's time is up.
+SWARM_QUICK_SEEDS ?= 2400
+SCENARIOS_BUDGET_SECS ?= 600
+PINNED_SEEDS := --pinned swarm=6,15,22,80,162,224,389,422,442 --pinned kill-and-wipe=42
+SCENARIOS_FLAGS ?=
+
 scenarios: sim-build
-	$(SIM_CARGO) run $(SIM_FLAGS) -- scenarios --seeds 1,2,3 --fresh 1 --budget-secs 540 \
-	  --check-determinism
+	$(SIM_TARGET_DIR)/sim/cairn-sim scenarios --seeds 1,2,3 --fresh 1 $(PINNED_SEEDS) \
+	  --weight swarm-quick=$(SWARM_QUICK_SEEDS) --budget-secs $(SCENARIOS_BUDGET_SECS) \
+	  --check-determinism $(SCENARIOS_FLAGS)
 
 check: fmt clippy purity
 

@@ -1,22 +1,26 @@
 //! The command line of `cairn-sim` (simulator build only).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use cairn_sim::history::Outcome;
 use cairn_sim::runner::bug::Bug;
 use cairn_sim::runner::{run, RunOutcome};
 use cairn_sim::scenario::Scenario;
 use cairn_sim::swarm::SwarmParameters;
+use cairn_sim::sweep::Shard;
 use clap::{Parser, Subcommand};
+
+use crate::workers::{SweepOptions, WorkerJob};
 
 /// Where failing runs leave their trace and history.
 const FAILURES_DIR_DEFAULT: &str = "sim-failures";
 /// The seeds `scenarios` always runs.
 const FIXED_SEEDS_DEFAULT: &str = "1,2,3";
+/// The fresh seeds per scenario `scenarios` adds.
+const FRESH_SEEDS_DEFAULT: u64 = 1;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,17 +55,39 @@ enum Command {
         #[arg(long)]
         keep_trace: bool,
     },
-    /// Runs every scenario over fixed and fresh seeds and prints a summary.
+    /// Runs every scenario over fixed and fresh seeds, each run in its own
+    /// worker process, `--jobs` at a time, and prints a summary.
     Scenarios {
         /// The scenario directory.
         #[arg(long, default_value = "scenarios")]
         dir: PathBuf,
-        /// Seeds every scenario runs, comma-separated.
+        /// Seeds every scenario runs: `1,2,3`, `1..1000` (inclusive) or both.
         #[arg(long, default_value = FIXED_SEEDS_DEFAULT)]
         seeds: String,
+        /// Regression seeds of one scenario, `scenario=seeds` (repeatable).
+        #[arg(long)]
+        pinned: Vec<String>,
         /// Fresh seeds per scenario on top of the fixed ones.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = FRESH_SEEDS_DEFAULT)]
         fresh: u64,
+        /// Draws the fresh seeds from this instead of the wall clock (every
+        /// shard of one sweep must be given the same).
+        #[arg(long)]
+        entropy: Option<u64>,
+        /// Fresh-seed multipliers: `swarm-quick=1900` gives that scenario
+        /// 1900 times `--fresh` fresh seeds.
+        #[arg(long, default_value = "")]
+        weight: String,
+        /// Runs only this shard of the sweep: `i/n` takes every job whose
+        /// index is i modulo n.
+        #[arg(long, default_value = "0/1")]
+        shard: Shard,
+        /// Worker processes side by side (default: one per core).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Writes this shard's results as JSON (for `cairn-sim merge`).
+        #[arg(long)]
+        json: Option<PathBuf>,
         /// Stop starting runs after this much wall time (seconds).
         #[arg(long, default_value_t = 600)]
         budget_secs: u64,
@@ -75,6 +101,33 @@ enum Command {
         #[arg(long)]
         bug: Option<String>,
         /// Where failing runs write their trace and history.
+        #[arg(long, default_value = FAILURES_DIR_DEFAULT)]
+        failures_dir: PathBuf,
+    },
+    /// Prints one summary of the `--json` files of a sweep's shards; fails
+    /// if any run failed.
+    Merge {
+        /// The shards' JSON files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// One run of a sweep: prints its result as one JSON line (used by
+    /// `scenarios`, which starts one worker process per run).
+    #[command(hide = true)]
+    Worker {
+        /// The scenario file.
+        #[arg(long)]
+        scenario: PathBuf,
+        /// The seed.
+        #[arg(long)]
+        seed: u64,
+        /// Plants a deliberate bug.
+        #[arg(long)]
+        bug: Option<String>,
+        /// Replays the seed in another process and compares trace hashes.
+        #[arg(long)]
+        check_determinism: bool,
+        /// Where a failing run writes its trace and history.
         #[arg(long, default_value = FAILURES_DIR_DEFAULT)]
         failures_dir: PathBuf,
     },
@@ -116,32 +169,58 @@ pub fn main() -> ExitCode {
         Command::Scenarios {
             dir,
             seeds,
+            pinned,
             fresh,
+            entropy,
+            weight,
+            shard,
+            jobs,
+            json,
             budget_secs,
             check_determinism,
             only,
             bug,
             failures_dir,
-        } => run_all(&AllOptions {
+        } => crate::workers::sweep(&SweepOptions {
             dir,
             seeds,
+            pinned,
             fresh,
+            entropy,
+            weight,
+            shard,
+            jobs,
+            json,
             budget: Duration::from_secs(budget_secs),
             check_determinism,
             only,
             bug,
             failures_dir,
         }),
+        Command::Merge { files } => crate::workers::merge(&files),
+        Command::Worker {
+            scenario,
+            seed,
+            bug,
+            check_determinism,
+            failures_dir,
+        } => crate::workers::work(&WorkerJob {
+            scenario,
+            seed,
+            bug,
+            check_determinism,
+            failures_dir,
+        }),
     }
 }
 
-fn load(path: &Path) -> Result<Scenario, String> {
+pub(crate) fn load(path: &Path) -> Result<Scenario, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
     Scenario::parse(&path.display().to_string(), &text).map_err(|error| error.to_string())
 }
 
-fn parse_bug(name: Option<&str>) -> Result<Option<Bug>, String> {
+pub(crate) fn parse_bug(name: Option<&str>) -> Result<Option<Bug>, String> {
     match name {
         None => Ok(None),
         Some(name) => Bug::parse(name).map(Some).ok_or_else(|| {
@@ -163,7 +242,7 @@ fn git_commit() -> String {
 }
 
 /// The one command that replays a run.
-fn replay_command(scenario: &Path, seed: u64, bug: Option<Bug>) -> String {
+pub(crate) fn replay_command(scenario: &Path, seed: u64, bug: Option<Bug>) -> String {
     let bug = bug.map(|bug| format!(" --bug {bug}")).unwrap_or_default();
     format!(
         "git checkout {} && RUSTFLAGS=\"--cfg madsim\" cargo run --profile sim -p cairn-sim --target-dir target-sim -- run --scenario {} --seed {seed}{bug}",
@@ -216,11 +295,11 @@ fn run_one(
         }
     }
     if !ok {
-        report_failure(path, &outcome, failures_dir);
+        print!("{}", failure_report(path, &outcome, failures_dir));
         return ExitCode::FAILURE;
     }
     if keep_trace {
-        write_artifacts(&outcome, failures_dir);
+        println!("{}", write_artifacts(&outcome, failures_dir));
     }
     ExitCode::SUCCESS
 }
@@ -229,7 +308,7 @@ fn run_one(
 /// process because tokio seeds each thread's `select!` randomness from a
 /// process-wide counter, so two runs in one process need not poll in the
 /// same order.
-fn replay_hash(path: &Path, seed: u64, bug: Option<Bug>) -> Result<u64, String> {
+pub(crate) fn replay_hash(path: &Path, seed: u64, bug: Option<Bug>) -> Result<u64, String> {
     let executable = std::env::current_exe().map_err(|error| error.to_string())?;
     let mut command = std::process::Command::new(executable);
     command
@@ -286,17 +365,18 @@ fn outcome_counts(outcome: &RunOutcome) -> (usize, usize, usize) {
 }
 
 /// Writes the trace, the history and the verdict under `failures_dir`, and
-/// prints the replay command.
-fn report_failure(path: &Path, outcome: &RunOutcome, failures_dir: &Path) {
-    write_artifacts(outcome, failures_dir);
-    println!(
-        "FAILED; replay with:\n  {}",
+/// says where they went and how to replay the run.
+pub(crate) fn failure_report(path: &Path, outcome: &RunOutcome, failures_dir: &Path) -> String {
+    format!(
+        "{}\nFAILED; replay with:\n  {}\n",
+        write_artifacts(outcome, failures_dir),
         replay_command(path, outcome.parameters.seed, outcome.bug)
-    );
+    )
 }
 
-/// Writes the trace, the history and the verdict under `failures_dir`.
-fn write_artifacts(outcome: &RunOutcome, failures_dir: &Path) {
+/// Writes the trace, the history and the verdict under `failures_dir`, and
+/// says where (or why not).
+fn write_artifacts(outcome: &RunOutcome, failures_dir: &Path) -> String {
     let parameters = &outcome.parameters;
     let bug = outcome.bug.map(|bug| format!("-{bug}")).unwrap_or_default();
     let dir = failures_dir.join(format!(
@@ -326,181 +406,7 @@ fn write_artifacts(outcome: &RunOutcome, failures_dir: &Path) {
         std::fs::write(dir.join("verdict.txt"), verdict)
     });
     match written {
-        Ok(()) => println!("trace and history: {}", dir.display()),
-        Err(error) => eprintln!("cannot write {}: {error}", dir.display()),
-    }
-}
-
-struct AllOptions {
-    dir: PathBuf,
-    seeds: String,
-    fresh: u64,
-    budget: Duration,
-    check_determinism: bool,
-    only: Option<String>,
-    bug: Option<String>,
-    failures_dir: PathBuf,
-}
-
-/// Totals of one scenario's runs.
-#[derive(Default)]
-struct ScenarioTotals {
-    runs: usize,
-    failed: Vec<u64>,
-    operations: usize,
-    unknown: usize,
-    faults: BTreeMap<&'static str, usize>,
-    simulated: Duration,
-    wall: Duration,
-}
-
-fn run_all(options: &AllOptions) -> ExitCode {
-    let bug = match parse_bug(options.bug.as_deref()) {
-        Ok(bug) => bug,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::from(2);
-        }
-    };
-    let mut paths: Vec<PathBuf> = match std::fs::read_dir(&options.dir) {
-        Ok(entries) => entries
-            .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .filter(|path| path.extension().is_some_and(|ext| ext == "scn"))
-            .filter(|path| {
-                options.only.as_ref().is_none_or(|only| {
-                    path.file_stem()
-                        .is_some_and(|stem| stem.to_string_lossy().contains(only.as_str()))
-                })
-            })
-            .collect(),
-        Err(error) => {
-            eprintln!("cannot list {}: {error}", options.dir.display());
-            return ExitCode::from(2);
-        }
-    };
-    paths.sort();
-    let mut seeds: Vec<u64> = Vec::new();
-    for part in options
-        .seeds
-        .split(',')
-        .filter(|part| !part.trim().is_empty())
-    {
-        match part.trim().parse() {
-            Ok(seed) => seeds.push(seed),
-            Err(error) => {
-                eprintln!("bad seed {part:?}: {error}");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    // Fresh seeds come from the wall clock, outside any simulation.
-    let entropy = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_nanos() as u64);
-    let fresh: Vec<u64> = (0..options.fresh)
-        .map(|index| (entropy ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15)) % 1_000_000_000)
-        .collect();
-    println!("fixed seeds {seeds:?}, fresh seeds {fresh:?}");
-    seeds.extend(&fresh);
-    let total_runs = paths.len() * seeds.len();
-    let started = Instant::now();
-    let mut totals: BTreeMap<String, ScenarioTotals> = BTreeMap::new();
-    let mut skipped = 0;
-    let mut determinism_failures = Vec::new();
-    let mut index = 0;
-    for path in &paths {
-        let scenario = match load(path) {
-            Ok(scenario) => scenario,
-            Err(error) => {
-                eprintln!("{error}");
-                return ExitCode::from(2);
-            }
-        };
-        for (position, &seed) in seeds.iter().enumerate() {
-            index += 1;
-            if started.elapsed() >= options.budget {
-                skipped += 1;
-                continue;
-            }
-            let wall = Instant::now();
-            let outcome = run(&scenario, seed, bug);
-            let wall = wall.elapsed();
-            let entry = totals.entry(scenario.name.clone()).or_default();
-            entry.runs += 1;
-            entry.operations += outcome.operations();
-            entry.unknown += outcome.verdict.unknown_count();
-            for (kind, count) in &outcome.verdict.fault_counts {
-                *entry.faults.entry(kind).or_insert(0) += count;
-            }
-            entry.simulated += outcome.simulated;
-            entry.wall += wall;
-            let verdict = if outcome.passed() { "PASS" } else { "FAIL" };
-            println!(
-                "[{index}/{total_runs}] {} seed {seed}: {verdict}, {} ops, {:.0}s simulated in {:.1}s",
-                scenario.name,
-                outcome.operations(),
-                outcome.simulated.as_secs_f64(),
-                wall.as_secs_f64()
-            );
-            if !outcome.passed() {
-                entry.failed.push(seed);
-                print!("{}", outcome.verdict);
-                report_failure(path, &outcome, &options.failures_dir);
-            }
-            if options.check_determinism && position == 0 {
-                // Two new processes: see `replay_hash`.
-                match (replay_hash(path, seed, bug), replay_hash(path, seed, bug)) {
-                    (Ok(first), Ok(second)) if first == second => {
-                        println!("  determinism OK ({first:016x}, twice in new processes)");
-                    }
-                    (first, second) => {
-                        println!("  determinism FAILED: {first:x?} then {second:x?}");
-                        determinism_failures.push((scenario.name.clone(), seed));
-                    }
-                }
-            }
-        }
-    }
-    println!();
-    println!(
-        "{:<40} {:>4} {:>6} {:>8} {:>7} {:>9} {:>8}  faults",
-        "scenario", "runs", "failed", "ops", "unknown", "simulated", "wall"
-    );
-    let mut failed_runs = 0;
-    for (name, total) in &totals {
-        failed_runs += total.failed.len();
-        let faults: Vec<String> = total
-            .faults
-            .iter()
-            .map(|(kind, count)| format!("{kind} {count}"))
-            .collect();
-        println!(
-            "{:<40} {:>4} {:>6} {:>8} {:>7} {:>8.0}s {:>7.1}s  {}",
-            name,
-            total.runs,
-            total.failed.len(),
-            total.operations,
-            total.unknown,
-            total.simulated.as_secs_f64(),
-            total.wall.as_secs_f64(),
-            if faults.is_empty() {
-                "none".to_string()
-            } else {
-                faults.join(", ")
-            }
-        );
-    }
-    println!(
-        "{} runs, {failed_runs} failed, {skipped} skipped by the {}s budget, {} determinism failures, {:.0}s wall",
-        total_runs - skipped,
-        options.budget.as_secs(),
-        determinism_failures.len(),
-        started.elapsed().as_secs_f64()
-    );
-    if failed_runs > 0 || !determinism_failures.is_empty() {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
+        Ok(()) => format!("trace and history: {}", dir.display()),
+        Err(error) => format!("cannot write {}: {error}", dir.display()),
     }
 }

@@ -39,4 +39,5 @@ pub mod history;
 pub mod runner;
 pub mod scenario;
 pub mod swarm;
+pub mod sweep;
 pub mod time;

@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! cairn-sim run --scenario scenarios/swarm.scn --seed 42 [--bug NAME] [--check-determinism]
-//! cairn-sim scenarios [--dir scenarios] [--seeds 1,2,3] [--fresh 2] [--budget-secs 600]
+//! cairn-sim scenarios [--dir scenarios] [--seeds 1,2,3|1..1000] [--fresh 2] [--entropy E]
+//!     [--weight swarm-quick=500] [--jobs N] [--shard i/n] [--json FILE] [--budget-secs 600]
+//! cairn-sim merge FILE...
 //! cairn-sim bugs
 //! ```
 //!
@@ -12,6 +14,8 @@
 
 #[cfg(madsim)]
 mod cli;
+#[cfg(madsim)]
+mod workers;
 
 #[cfg(madsim)]
 fn main() -> std::process::ExitCode {

@@ -658,6 +658,19 @@ impl Cluster {
             .trace(&format!("cut {from:?} -> {to:?}"));
     }
 
+    /// Kills every machine and the staller node and erases every disk, once
+    /// the run is over and its outcome taken (see `runner::tear_down`).
+    pub fn tear_down(&self) {
+        for member in self.members() {
+            member.slot().handle = None;
+            Handle::current().kill(member.node);
+            // The hook holds the staller's node handle, hence the runtime.
+            member.disk.set_sync_stall_hook(SyncStallHook::new(|_| {}));
+            member.disk.wipe();
+        }
+        Handle::current().kill(self.staller.id());
+    }
+
     /// Restores every link between members.
     pub fn heal_network(&self) {
         let net = NetSim::current();

@@ -216,7 +216,7 @@ async fn simulate(parameters: SwarmParameters, seed: u64, bug: Option<Bug>) -> R
     // The liveness phase.
     let liveness = probe_liveness(&workload).await;
     workload.stopped.store(true, Ordering::Relaxed);
-    for client in clients {
+    for client in &mut clients {
         let _ = tokio::time::timeout(CLIENT_TIMEOUT * 2, client).await;
     }
     tokio::time::sleep(SETTLE_TIME).await;
@@ -247,78 +247,106 @@ async fn simulate(parameters: SwarmParameters, seed: u64, bug: Option<Bug>) -> R
             .lock()
             .unwrap_or_else(PoisonError::into_inner),
     );
-    let mut recorder = recorder.lock();
-    let log = recorder.event_log.clone();
-    let checks = &parameters.checks;
-    let mut verdict = RunVerdict {
-        fault_counts: counts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone(),
-        ..RunVerdict::default()
+    let shared_recorder = recorder;
+    // The outcome, taken before the teardown (the lock is not held across it).
+    let outcome = {
+        let mut recorder = shared_recorder.lock();
+        let log = recorder.event_log.clone();
+        let checks = &parameters.checks;
+        let mut verdict = RunVerdict {
+            fault_counts: counts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+            ..RunVerdict::default()
+        };
+        if checks.contains(&Check::Linearizable) {
+            verdict.linearizability = Some(check_linearizability(
+                &history,
+                Some(&log),
+                &LinearizabilityConfig::default(),
+            ));
+        }
+        if checks.contains(&Check::Revisions) {
+            verdict.revisions = Some(check_revisions(&history, Some(&log)));
+            verdict.txns = Some(check_txns(&history, &log));
+        }
+        if checks.contains(&Check::Watch) {
+            verdict.watch = Some(check_watches(&log, &compactions, &sessions));
+        }
+        if checks.contains(&Check::Durability) {
+            verdict.durability = Some(match &final_state {
+                Ok(state) => check_durability(&history, Some(&log), state),
+                Err(_) => check_durability(&history, Some(&log), &FinalState::default()),
+            });
+        }
+        if checks.contains(&Check::Lease) {
+            let revocations: Vec<_> = recorder.revocations.values().copied().collect();
+            verdict.lease = Some(check_leases(
+                &history,
+                &log,
+                &revocations,
+                &LeaseCheckConfig {
+                    tick_rate_percent_max: parameters.tick_rate_percent_max(),
+                    leader_promotions_max: recorder.raft.summary().terms_with_leader + 1,
+                },
+            ));
+        }
+        // Raft invariants are always checked: they cost nothing extra.
+        verdict.raft = Some((recorder.raft.summary(), recorder.raft_violation.clone()));
+        if checks.contains(&Check::Liveness) {
+            verdict.liveness = Some(match (liveness, &final_state) {
+                (Err(reason), _) => Err(reason),
+                (Ok(()), Err(reason)) => Err(reason.clone()),
+                (Ok(()), Ok(_)) => Ok(()),
+            });
+        }
+        if let Some(converged) = convergence {
+            verdict.convergence = Some(ConvergenceReport {
+                matches_checked: recorder.matches.matches_checked,
+                match_violation: recorder.match_violation.clone(),
+                converged: Some(converged),
+            });
+        }
+        let trace_hash = recorder.trace.hash();
+        RunOutcome {
+            parameters,
+            bug,
+            verdict,
+            conflicts: std::mem::take(&mut recorder.conflicts),
+            trace_hash,
+            trace_lines_total: recorder.trace.total(),
+            trace: recorder.trace.lines().cloned().collect(),
+            history,
+            simulated,
+            messages_dropped: recorder.messages_dropped,
+            messages_duplicated: recorder.messages_duplicated,
+        }
     };
-    if checks.contains(&Check::Linearizable) {
-        verdict.linearizability = Some(check_linearizability(
-            &history,
-            Some(&log),
-            &LinearizabilityConfig::default(),
-        ));
+    tear_down(&workload, &clients, &shared_recorder, seed).await;
+    outcome
+}
+
+/// Ends every task of the run and empties what they hold, once the outcome
+/// is taken. madsim does not cancel the tasks still pending when its
+/// runtime is dropped (madsim-rs/madsim#242), and a pending sleep keeps its
+/// own task alive through the timer, so whatever a leftover task holds (the
+/// workload, the cluster and its disks, the trace) stayed allocated: a
+/// sweep of runs in one process grew by megabytes a run.
+async fn tear_down<T>(
+    workload: &Workload,
+    clients: &[tokio::task::JoinHandle<T>],
+    recorder: &SharedRecorder,
+    seed: u64,
+) {
+    for client in clients {
+        client.abort();
     }
-    if checks.contains(&Check::Revisions) {
-        verdict.revisions = Some(check_revisions(&history, Some(&log)));
-        verdict.txns = Some(check_txns(&history, &log));
-    }
-    if checks.contains(&Check::Watch) {
-        verdict.watch = Some(check_watches(&log, &compactions, &sessions));
-    }
-    if checks.contains(&Check::Durability) {
-        verdict.durability = Some(match &final_state {
-            Ok(state) => check_durability(&history, Some(&log), state),
-            Err(_) => check_durability(&history, Some(&log), &FinalState::default()),
-        });
-    }
-    if checks.contains(&Check::Lease) {
-        let revocations: Vec<_> = recorder.revocations.values().copied().collect();
-        verdict.lease = Some(check_leases(
-            &history,
-            &log,
-            &revocations,
-            &LeaseCheckConfig {
-                tick_rate_percent_max: parameters.tick_rate_percent_max(),
-                leader_promotions_max: recorder.raft.summary().terms_with_leader + 1,
-            },
-        ));
-    }
-    // Raft invariants are always checked: they cost nothing extra.
-    verdict.raft = Some((recorder.raft.summary(), recorder.raft_violation.clone()));
-    if checks.contains(&Check::Liveness) {
-        verdict.liveness = Some(match (liveness, &final_state) {
-            (Err(reason), _) => Err(reason),
-            (Ok(()), Err(reason)) => Err(reason.clone()),
-            (Ok(()), Ok(_)) => Ok(()),
-        });
-    }
-    if let Some(converged) = convergence {
-        verdict.convergence = Some(ConvergenceReport {
-            matches_checked: recorder.matches.matches_checked,
-            match_violation: recorder.match_violation.clone(),
-            converged: Some(converged),
-        });
-    }
-    let trace_hash = recorder.trace.hash();
-    RunOutcome {
-        parameters,
-        bug,
-        verdict,
-        conflicts: std::mem::take(&mut recorder.conflicts),
-        trace_hash,
-        trace_lines_total: recorder.trace.total(),
-        trace: recorder.trace.lines().cloned().collect(),
-        history,
-        simulated,
-        messages_dropped: recorder.messages_dropped,
-        messages_duplicated: recorder.messages_duplicated,
-    }
+    workload.cluster.tear_down();
+    *recorder.lock() = Recorder::new(seed);
+    // The executor drops the killed nodes' and aborted clients' futures
+    // before time moves on.
+    tokio::time::sleep(Duration::from_millis(1)).await;
 }
 
 /// After healing, some write must commit within the liveness timeout.

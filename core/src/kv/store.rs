@@ -239,6 +239,7 @@ impl KvStore {
                 }
             },
             Command::LeaseCheckpoint { checkpoints } => {
+                tracing::debug!(leases = checkpoints.len(), "lease checkpoint applied");
                 for checkpoint in checkpoints {
                     self.leases
                         .checkpoint(checkpoint.id, checkpoint.remaining_ttl_ms);

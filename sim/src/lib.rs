@@ -33,8 +33,10 @@
 pub mod checker;
 pub mod event_log;
 pub mod history;
+pub mod report;
 #[cfg(madsim)]
 pub mod runner;
 pub mod scenario;
+pub mod shrink;
 pub mod swarm;
 pub mod time;

@@ -5,6 +5,7 @@
 //! verdict replays exactly.
 
 pub mod durability;
+pub mod implicated;
 pub mod lease;
 pub mod linearizable;
 pub mod raft;

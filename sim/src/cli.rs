@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cairn_sim::history::Outcome;
+use cairn_sim::report::{render_outcome, REPORT_FILE};
 use cairn_sim::runner::bug::Bug;
 use cairn_sim::runner::{run, RunOutcome};
-use cairn_sim::report::{render_outcome, REPORT_FILE};
 use cairn_sim::scenario::Scenario;
 use cairn_sim::shrink::{shrink_failure, size_summary, Failure, ShrinkLimits};
 use cairn_sim::swarm::SwarmParameters;
@@ -623,7 +623,8 @@ fn shrink_one(options: &ShrinkOptions) -> ExitCode {
     println!(
         "shrinking {} seed {seed}{} (at most {} runs, {}s)",
         scenario.name,
-        bug.map(|bug| format!(" with bug {bug}")).unwrap_or_default(),
+        bug.map(|bug| format!(" with bug {bug}"))
+            .unwrap_or_default(),
         options.limits.runs_max,
         options.limits.wall_max.as_secs()
     );
@@ -637,9 +638,10 @@ fn shrink_one(options: &ShrinkOptions) -> ExitCode {
     let shrunk = &report.shrunk;
     let bug_suffix = bug.map(|bug| format!("-{bug}")).unwrap_or_default();
     let out = options.out.clone().unwrap_or_else(|| {
-        options
-            .failures_dir
-            .join(format!("{}-seed-{seed}{bug_suffix}-shrunk.scn", scenario.name))
+        options.failures_dir.join(format!(
+            "{}-seed-{seed}{bug_suffix}-shrunk.scn",
+            scenario.name
+        ))
     });
     let replay = replay_command(&out, shrunk.seed, bug);
     let mut text = format!(
@@ -690,7 +692,10 @@ fn shrink_one(options: &ShrinkOptions) -> ExitCode {
         Failure::EventLogConflict => !replayed.conflicts.is_empty(),
     };
     if !still_fails {
-        eprintln!("the shrunk scenario did not fail the {} check on replay", report.failure);
+        eprintln!(
+            "the shrunk scenario did not fail the {} check on replay",
+            report.failure
+        );
         return ExitCode::FAILURE;
     }
     report_failure(&out, &replayed, &options.failures_dir);

@@ -117,7 +117,11 @@ fn describe(record: &OperationRecord) -> String {
             comparison,
             value,
             ..
-        } => format!("cas {} if {comparison:?} then ={}", lossy(key), lossy(value)),
+        } => format!(
+            "cas {} if {comparison:?} then ={}",
+            lossy(key),
+            lossy(value)
+        ),
         Operation::RangePrefix {
             prefix,
             consistency,
@@ -242,24 +246,25 @@ fn fault_spans(trace: &[String], schedule: &[ScheduledFault], end: f64) -> Vec<S
 }
 
 /// The index of the trace line the violation shows first at, if any.
-fn anchor_line(trace: &[String], implicated: &Implicated, input: &ReportInput<'_>) -> Option<usize> {
+fn anchor_line(
+    trace: &[String],
+    implicated: &Implicated,
+    input: &ReportInput<'_>,
+) -> Option<usize> {
     let tokens: Vec<String> = implicated
         .operations
         .iter()
         .map(|id| format!(" {id} "))
         .collect();
     let first_instant = implicated.instants.iter().next().map(|at| seconds(*at));
-    let liveness_failed = input
-        .verdict
-        .liveness
-        .as_ref()
-        .is_some_and(Result::is_err);
+    let liveness_failed = input.verdict.liveness.as_ref().is_some_and(Result::is_err);
     trace.iter().position(|line| {
         let text = trace_text(line);
         text.starts_with("RAFT VIOLATION")
             || text.starts_with("EVENT LOG CONFLICT")
             || tokens.iter().any(|token| line.contains(token.as_str()))
-            || applied_revision(text).is_some_and(|revision| implicated.revisions.contains(&revision))
+            || applied_revision(text)
+                .is_some_and(|revision| implicated.revisions.contains(&revision))
             || first_instant.is_some_and(|at| trace_time(line).is_some_and(|time| time >= at))
             || (liveness_failed && text.starts_with("safety phase over"))
     })
@@ -472,8 +477,16 @@ fn render_timeline(html: &mut String, input: &ReportInput<'_>, implicated: &Impl
         tick += step;
     }
     // Row labels.
-    let _ = writeln!(html, "<text x=\"2\" y=\"{:.0}\">leader</text>", row_y(0) + 12.0);
-    let _ = writeln!(html, "<text x=\"2\" y=\"{:.0}\">faults</text>", row_y(1) + 12.0);
+    let _ = writeln!(
+        html,
+        "<text x=\"2\" y=\"{:.0}\">leader</text>",
+        row_y(0) + 12.0
+    );
+    let _ = writeln!(
+        html,
+        "<text x=\"2\" y=\"{:.0}\">faults</text>",
+        row_y(1) + 12.0
+    );
     let client_rows: BTreeMap<u64, usize> = clients
         .iter()
         .enumerate()
@@ -488,7 +501,10 @@ fn render_timeline(html: &mut String, input: &ReportInput<'_>, implicated: &Impl
     }
     // Leaders, coloured by member.
     let members: BTreeSet<&str> = leaders.iter().map(|span| span.member.as_str()).collect();
-    let palette = ["#42a5f5", "#ab47bc", "#26a69a", "#ec407a", "#8d6e63", "#78909c", "#d4e157", "#5c6bc0", "#ffca28"];
+    let palette = [
+        "#42a5f5", "#ab47bc", "#26a69a", "#ec407a", "#8d6e63", "#78909c", "#d4e157", "#5c6bc0",
+        "#ffca28",
+    ];
     for span in &leaders {
         let colour = members
             .iter()
@@ -534,7 +550,9 @@ fn render_timeline(html: &mut String, input: &ReportInput<'_>, implicated: &Impl
             classes.push_str(" violation");
         } else if implicated.context.contains(&record.id) {
             classes.push_str(" context");
-        } else if written_revision(record).is_some_and(|revision| implicated.revisions.contains(&revision)) {
+        } else if written_revision(record)
+            .is_some_and(|revision| implicated.revisions.contains(&revision))
+        {
             classes.push_str(" related");
         }
         let description = escape(&describe(record));
@@ -601,7 +619,10 @@ fn render_trace(html: &mut String, input: &ReportInput<'_>, implicated: &Implica
     for (index, line) in trace.iter().enumerate().take(last).skip(first) {
         let text = escape(line);
         if index == anchor {
-            let _ = writeln!(html, "<mark id=\"anchor\" class=\"implicated\">{text}</mark>");
+            let _ = writeln!(
+                html,
+                "<mark id=\"anchor\" class=\"implicated\">{text}</mark>"
+            );
         } else if marks(line, implicated, &tokens) {
             let _ = writeln!(html, "<mark class=\"implicated\">{text}</mark>");
         } else {
@@ -711,6 +732,9 @@ mod tests {
         assert!(page.contains("kill node 1 for 1s (injected at 2.000s)"));
         assert!(page.contains("k&lt;1&gt;"), "keys are escaped");
         assert!(!page.contains("k<1>"));
-        assert!(!page.contains("http://") || page.matches("http://").count() == 1, "only the SVG namespace");
+        assert!(
+            !page.contains("http://") || page.matches("http://").count() == 1,
+            "only the SVG namespace"
+        );
     }
 }

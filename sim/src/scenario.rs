@@ -1139,14 +1139,18 @@ impl Parser<'_> {
         }
         let draws_members = matches!(
             fault.fault,
-            Fault::Partition(PartitionKind::RandomHalves | PartitionKind::OneWay | PartitionKind::Bridge)
+            Fault::Partition(
+                PartitionKind::RandomHalves | PartitionKind::OneWay | PartitionKind::Bridge
+            )
         );
         if members.is_some() && !draws_members {
             return Err(self.error(
                 line,
                 ScenarioErrorKind::BadFault {
                     fault: fault.fault.name(),
-                    problem: "takes no `members=` (only random-halves, one-way and bridge partitions do)".into(),
+                    problem:
+                        "takes no `members=` (only random-halves, one-way and bridge partitions do)"
+                            .into(),
                 },
             ));
         }

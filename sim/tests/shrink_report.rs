@@ -143,15 +143,24 @@ fn the_html_report_renders_the_violation_in_a_browser() {
         String::from_utf8_lossy(&output.stderr)
     );
     // The script ran: it marks the body and lists each implicated operation.
-    assert!(dom.contains("data-rendered=\"yes\""), "the report's script did not run");
+    assert!(
+        dom.contains("data-rendered=\"yes\""),
+        "the report's script did not run"
+    );
     let listed = format!("<li class=\"violation-item\">{culprit} ");
-    assert!(dom.contains(&listed), "{listed:?} is not in the rendered list");
+    assert!(
+        dom.contains(&listed),
+        "{listed:?} is not in the rendered list"
+    );
     // The culprit's bar is marked on the timeline.
     let bar = format!("data-op=\"{}\"", culprit.0);
     let marked = dom
         .lines()
         .any(|line| line.contains(&bar) && line.contains("violation"));
     assert!(marked, "operation {culprit} is not marked on the timeline");
-    assert!(dom.contains("id=\"anchor\""), "no trace line marks the violation");
+    assert!(
+        dom.contains("id=\"anchor\""),
+        "no trace line marks the violation"
+    );
     std::fs::remove_dir_all(&dir).expect("temp dir removed");
 }

@@ -63,17 +63,26 @@ impl RunVerdict {
                 .linearizability
                 .as_ref()
                 .is_some_and(|report| !report.is_ok()),
-            Check::Revisions => self.revisions.as_ref().is_some_and(|report| !report.is_ok()),
+            Check::Revisions => self
+                .revisions
+                .as_ref()
+                .is_some_and(|report| !report.is_ok()),
             Check::Raft => self
                 .raft
                 .as_ref()
                 .is_some_and(|(_, violation)| violation.is_some()),
             Check::Watch => self.watch.as_ref().is_some_and(|report| !report.is_ok()),
-            Check::Durability => self.durability.as_ref().is_some_and(|report| !report.is_ok()),
+            Check::Durability => self
+                .durability
+                .as_ref()
+                .is_some_and(|report| !report.is_ok()),
             Check::Lease => self.lease.as_ref().is_some_and(|report| !report.is_ok()),
             Check::Liveness => self.liveness.as_ref().is_some_and(Result::is_err),
         };
-        Check::ALL.into_iter().filter(|check| failed(*check)).collect()
+        Check::ALL
+            .into_iter()
+            .filter(|check| failed(*check))
+            .collect()
     }
 
     /// What the failed checks point at: see [`Implicated`].

@@ -46,6 +46,8 @@ const ROW: f64 = 16.0;
 const TICKS_MAX: u64 = 30;
 /// Most fault lanes (faults beyond share the last lane).
 const FAULT_LANES_MAX: usize = 12;
+/// Findings listed per check (verdict.txt and the verdict below list all).
+const FINDINGS_PER_CHECK_MAX: usize = 5;
 
 /// What the report is made of: what one run recorded.
 #[derive(Clone, Copy, Debug)]
@@ -380,15 +382,21 @@ pub fn render(input: &ReportInput<'_>) -> String {
         verdict_word.to_lowercase(),
         escape(&title)
     );
-    let _ = write!(
+    let _ = writeln!(
         html,
-        "<p>Replay:</p><pre id=\"replay\">{}</pre>\n",
+        "<p>Replay:</p><pre id=\"replay\">{}</pre>",
         escape(input.replay_command)
     );
 
     // The findings.
     let _ = write!(html, "<h2>Violations</h2>\n<ol id=\"findings\">\n");
+    let mut listed: BTreeMap<&str, usize> = BTreeMap::new();
     for finding in &implicated.findings {
+        let count = listed.entry(finding.check.name()).or_insert(0);
+        *count += 1;
+        if *count > FINDINGS_PER_CHECK_MAX {
+            continue;
+        }
         let _ = writeln!(
             html,
             "<li class=\"finding\" data-check=\"{}\"><b>{}</b>: {}</li>",
@@ -397,27 +405,37 @@ pub fn render(input: &ReportInput<'_>) -> String {
             escape(&finding.text)
         );
     }
-    for conflict in input.conflicts.iter().take(20) {
+    for (check, count) in &listed {
+        if *count > FINDINGS_PER_CHECK_MAX {
+            let _ = writeln!(
+                html,
+                "<li>… {} more {check} violations (the verdict at the end lists them all)</li>",
+                count - FINDINGS_PER_CHECK_MAX
+            );
+        }
+    }
+    for conflict in input.conflicts.iter().take(FINDINGS_PER_CHECK_MAX) {
         let _ = writeln!(
             html,
             "<li class=\"finding\" data-check=\"event-log\"><b>event-log</b>: revision {}: member {} applied other events than member {}</li>",
             conflict.revision, conflict.node, conflict.first_node
         );
     }
-    if input.conflicts.len() > 20 {
+    if input.conflicts.len() > FINDINGS_PER_CHECK_MAX {
         let _ = writeln!(
             html,
             "<li>… {} more event-log conflicts (verdict.txt lists them)</li>",
-            input.conflicts.len() - 20
+            input.conflicts.len() - FINDINGS_PER_CHECK_MAX
         );
     }
     if passed {
         html.push_str("<li>none: every check passed</li>\n");
     }
-    html.push_str("</ol>\n<p>Implicated operations:</p>\n<ul id=\"violation-list\"></ul>\n");
+    html.push_str("</ol>\n");
 
     render_timeline(&mut html, input, &implicated, end);
     render_trace(&mut html, input, &implicated);
+    html.push_str("<h2>Implicated operations</h2>\n<ul id=\"violation-list\"></ul>\n");
 
     let _ = write!(
         html,
@@ -469,9 +487,9 @@ fn render_timeline(html: &mut String, input: &ReportInput<'_>, implicated: &Impl
         .unwrap_or(600);
     let mut tick = 0;
     while (tick as f64) <= end && tick <= 100_000 {
-        let _ = write!(
+        let _ = writeln!(
             html,
-            "<line class=\"tick\" x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"14\" y2=\"{height:.0}\"/><text x=\"{0:.1}\" y=\"11\">{tick}s</text>\n",
+            "<line class=\"tick\" x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"14\" y2=\"{height:.0}\"/><text x=\"{0:.1}\" y=\"11\">{tick}s</text>",
             x(tick as f64)
         );
         tick += step;

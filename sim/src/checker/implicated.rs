@@ -75,9 +75,14 @@ impl Implicated {
                         implicated
                             .context
                             .extend(counterexample.longest_linearization.iter().copied());
+                        let blocked: BTreeSet<String> = counterexample
+                            .blocked
+                            .iter()
+                            .map(OperationId::to_string)
+                            .collect();
                         format!(
-                            "key {key:?}: not linearizable; no operation of {:?} can follow the {} operations linearized",
-                            counterexample.blocked,
+                            "key {key:?}: not linearizable; none of {} can follow the {} operations linearized",
+                            blocked.into_iter().collect::<Vec<_>>().join(", "),
                             counterexample.longest_linearization.len()
                         )
                     }

@@ -621,6 +621,28 @@ mod tests {
     }
 
     #[test]
+    fn pinned_members_are_read_back_and_checked() {
+        let text = |line: &str| {
+            format!("name = t\ndescription = d\ncluster_size = 3\nduration = 10s\n\ntimeline:\n  {line}\n")
+        };
+        let pinned = Scenario::parse("t", &text("at 1s partition one-way members=3,1 for 2s"))
+            .expect("parses");
+        let drawn = SwarmParameters::draw(&pinned, 11);
+        assert_eq!(drawn.schedule[0].drawn_members, vec![3, 1]);
+        assert_eq!(drawn.schedule[0].lasting, Some(Duration::from_secs(2)));
+        for wrong in [
+            "at 1s kill node 1 members=1",
+            "at 1s partition bridge members=4",
+            "at 1s partition bridge members=",
+        ] {
+            assert!(
+                Scenario::parse("t", &text(wrong)).is_err(),
+                "{wrong} parsed"
+            );
+        }
+    }
+
+    #[test]
     fn failures_are_named_as_on_the_command_line() {
         for failure in Check::ALL
             .into_iter()

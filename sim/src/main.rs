@@ -5,6 +5,8 @@
 //! cairn-sim run --scenario scenarios/swarm.scn --seed 42 [--bug NAME] [--check-determinism]
 //! cairn-sim scenarios [--dir scenarios] [--seeds 1,2,3] [--fresh 2] [--budget-secs 600]
 //! cairn-sim bugs
+//! cairn-sim shrink --scenario F --seed N [--bug NAME] [--check NAME] [--out FILE]
+//! cairn-sim report --scenario F --seed N [--bug NAME] --out DIR
 //! ```
 //!
 //! Build it with `RUSTFLAGS="--cfg madsim" cargo build -p cairn-sim

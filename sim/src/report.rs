@@ -48,6 +48,8 @@ const TICKS_MAX: u64 = 30;
 const FAULT_LANES_MAX: usize = 12;
 /// Findings listed per check (verdict.txt and the verdict below list all).
 const FINDINGS_PER_CHECK_MAX: usize = 5;
+/// Characters of a finding shown in the list (the tooltip has it all).
+const FINDING_CHARS_MAX: usize = 200;
 
 /// What the report is made of: what one run recorded.
 #[derive(Clone, Copy, Debug)]
@@ -397,12 +399,19 @@ pub fn render(input: &ReportInput<'_>) -> String {
         if *count > FINDINGS_PER_CHECK_MAX {
             continue;
         }
+        let shown: String = finding.text.chars().take(FINDING_CHARS_MAX).collect();
+        let more = if shown.len() < finding.text.len() {
+            " …"
+        } else {
+            ""
+        };
         let _ = writeln!(
             html,
-            "<li class=\"finding\" data-check=\"{}\"><b>{}</b>: {}</li>",
+            "<li class=\"finding\" data-check=\"{}\" title=\"{}\"><b>{}</b>: {}{more}</li>",
             finding.check.name(),
+            escape(&finding.text),
             finding.check.name(),
-            escape(&finding.text)
+            escape(&shown)
         );
     }
     for (check, count) in &listed {

@@ -9,7 +9,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SIM_TARGET_DIR ?= target-sim
 
-.PHONY: help build release run cluster test test-unit test-sim check fmt clippy purity deps-etcd bench sim sim-build scenarios
+.PHONY: help build release run cluster test test-unit test-sim check fmt clippy purity deps-etcd deps-chromium bench sim sim-build scenarios
 
 help:
 	@sed -n '2,8p' Makefile | sed 's/^# *//'
@@ -34,6 +34,14 @@ deps-etcd:
 	fi
 	@etcdctl version | head -1
 
+# Headless Chromium from Debian: the simulator's HTML report is tested in it.
+deps-chromium:
+	@if ! command -v chromium >/dev/null; then \
+	  echo "installing chromium from Debian"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+	@chromium --version
+
 test: test-unit test-sim
 
 # `etcdctl check perf` judges latency, so it runs alone after the rest.
@@ -47,13 +55,18 @@ SIM_ENV := RUSTFLAGS="--cfg madsim"
 SIM_CARGO := $(SIM_ENV) $(CARGO)
 SIM_FLAGS := --profile sim -p cairn-sim --target-dir $(SIM_TARGET_DIR)
 
-sim-build:
-	$(SIM_CARGO) build $(SIM_FLAGS) --bins --test planted_bugs --test sweep
+SIM_TESTS := --test planted_bugs --test sweep --test shrink_report --test fsync_faults \
+  --test operator_faults
 
-# Planted bugs are caught, clean runs stay clean, replays are deterministic,
-# a sweep splits into shards and merges; then the CI sweep (`scenarios`).
-test-sim: sim-build
-	$(SIM_CARGO) test $(SIM_FLAGS) --test planted_bugs --test sweep
+sim-build:
+	$(SIM_CARGO) build $(SIM_FLAGS) --bins $(SIM_TESTS)
+
+# The simulator-build tests: planted bugs are caught, clean runs stay clean,
+# replays are deterministic, a sweep splits into shards and merges, a failure
+# shrinks and its HTML report renders (headless Chromium), the fsync and
+# operator faults behave; then the CI sweep (`scenarios`).
+test-sim: sim-build deps-chromium
+	$(SIM_CARGO) test $(SIM_FLAGS) $(SIM_TESTS)
 	$(MAKE) scenarios
 
 sim: sim-build

@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use cairn_sim::history::Outcome;
+use cairn_sim::report::{render_outcome, REPORT_FILE};
 use cairn_sim::runner::bug::Bug;
 use cairn_sim::runner::{run, RunOutcome};
 use cairn_sim::scenario::Scenario;
+use cairn_sim::shrink::{shrink_failure, size_summary, Failure, ShrinkLimits};
 use cairn_sim::swarm::SwarmParameters;
 use cairn_sim::sweep::Shard;
 use clap::{Parser, Subcommand};
@@ -133,6 +135,53 @@ enum Command {
     },
     /// Lists the bugs `--bug` can plant.
     Bugs,
+    /// Shrinks a failing run to a small scenario file that still fails
+    /// with the same checker, and prints the command that replays it.
+    Shrink {
+        /// The scenario file.
+        #[arg(long)]
+        scenario: PathBuf,
+        /// The failing seed.
+        #[arg(long)]
+        seed: u64,
+        /// Plants a deliberate bug (see `cairn-sim bugs`).
+        #[arg(long)]
+        bug: Option<String>,
+        /// The check that must keep failing (default: the first that failed;
+        /// `event-log` for members applying different events).
+        #[arg(long)]
+        check: Option<String>,
+        /// Where to write the shrunk scenario (default: under --failures-dir).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Most simulation runs to spend.
+        #[arg(long, default_value_t = cairn_sim::shrink::RUNS_MAX_DEFAULT)]
+        runs_max: usize,
+        /// Most wall time to spend (seconds).
+        #[arg(long, default_value_t = cairn_sim::shrink::WALL_MAX_DEFAULT.as_secs())]
+        budget_secs: u64,
+        /// Seeds tried per candidate: the current one, then the next ones.
+        #[arg(long, default_value_t = cairn_sim::shrink::SEEDS_PER_CANDIDATE_DEFAULT)]
+        seeds_per_candidate: u64,
+        /// Where the shrunk run's trace, history and report go.
+        #[arg(long, default_value = FAILURES_DIR_DEFAULT)]
+        failures_dir: PathBuf,
+    },
+    /// Runs one seed and writes its HTML report, failing or not.
+    Report {
+        /// The scenario file.
+        #[arg(long)]
+        scenario: PathBuf,
+        /// The seed.
+        #[arg(long)]
+        seed: u64,
+        /// Plants a deliberate bug (see `cairn-sim bugs`).
+        #[arg(long)]
+        bug: Option<String>,
+        /// The directory report.html is written to.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -151,6 +200,35 @@ pub fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Shrink {
+            scenario,
+            seed,
+            bug,
+            check,
+            out,
+            runs_max,
+            budget_secs,
+            seeds_per_candidate,
+            failures_dir,
+        } => shrink_one(&ShrinkOptions {
+            scenario,
+            seed,
+            bug,
+            check,
+            out,
+            limits: ShrinkLimits {
+                runs_max,
+                wall_max: Duration::from_secs(budget_secs),
+                seeds_per_candidate,
+            },
+            failures_dir,
+        }),
+        Command::Report {
+            scenario,
+            seed,
+            bug,
+            out,
+        } => report_one(&scenario, seed, bug.as_deref(), &out),
         Command::Run {
             scenario,
             seed,
@@ -299,7 +377,7 @@ fn run_one(
         return ExitCode::FAILURE;
     }
     if keep_trace {
-        println!("{}", write_artifacts(&outcome, failures_dir));
+        println!("{}", write_artifacts(path, &outcome, failures_dir));
     }
     ExitCode::SUCCESS
 }
@@ -369,14 +447,14 @@ fn outcome_counts(outcome: &RunOutcome) -> (usize, usize, usize) {
 pub(crate) fn failure_report(path: &Path, outcome: &RunOutcome, failures_dir: &Path) -> String {
     format!(
         "{}\nFAILED; replay with:\n  {}\n",
-        write_artifacts(outcome, failures_dir),
+        write_artifacts(path, outcome, failures_dir),
         replay_command(path, outcome.parameters.seed, outcome.bug)
     )
 }
 
-/// Writes the trace, the history and the verdict under `failures_dir`, and
-/// says where (or why not).
-fn write_artifacts(outcome: &RunOutcome, failures_dir: &Path) -> String {
+/// Writes the trace, the history, the verdict and the HTML report under
+/// `failures_dir`, and says where (or why not).
+pub(crate) fn write_artifacts(path: &Path, outcome: &RunOutcome, failures_dir: &Path) -> String {
     let parameters = &outcome.parameters;
     let bug = outcome.bug.map(|bug| format!("-{bug}")).unwrap_or_default();
     let dir = failures_dir.join(format!(
@@ -403,10 +481,152 @@ fn write_artifacts(outcome: &RunOutcome, failures_dir: &Path) -> String {
         for conflict in &outcome.conflicts {
             let _ = writeln!(verdict, "event log conflict: {conflict}");
         }
-        std::fs::write(dir.join("verdict.txt"), verdict)
+        std::fs::write(dir.join("verdict.txt"), verdict)?;
+        write_report(&dir, path, outcome)
     });
     match written {
         Ok(()) => format!("trace and history: {}", dir.display()),
         Err(error) => format!("cannot write {}: {error}", dir.display()),
+    }
+}
+
+/// Writes `report.html` for `outcome` (run from the scenario at `path`) into `dir`.
+fn write_report(dir: &Path, path: &Path, outcome: &RunOutcome) -> std::io::Result<()> {
+    let replay = replay_command(path, outcome.parameters.seed, outcome.bug);
+    std::fs::write(dir.join(REPORT_FILE), render_outcome(outcome, &replay))
+}
+
+struct ShrinkOptions {
+    scenario: PathBuf,
+    seed: u64,
+    bug: Option<String>,
+    check: Option<String>,
+    out: Option<PathBuf>,
+    limits: ShrinkLimits,
+    failures_dir: PathBuf,
+}
+
+fn shrink_one(options: &ShrinkOptions) -> ExitCode {
+    let loaded = load(&options.scenario).and_then(|scenario| {
+        let bug = parse_bug(options.bug.as_deref())?;
+        let check = match options.check.as_deref() {
+            None => None,
+            Some(name) => Some(Failure::parse(name).ok_or_else(|| {
+                format!("unknown check {name:?}: linearizable, revisions, raft, watch, durability, lease, liveness or event-log")
+            })?),
+        };
+        Ok((scenario, bug, check))
+    });
+    let (scenario, bug, check) = match loaded {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    let seed = options.seed;
+    println!(
+        "shrinking {} seed {seed}{} (at most {} runs, {}s)",
+        scenario.name,
+        bug.map(|bug| format!(" with bug {bug}"))
+            .unwrap_or_default(),
+        options.limits.runs_max,
+        options.limits.wall_max.as_secs()
+    );
+    let report = match shrink_failure(&scenario, seed, bug, check, &options.limits) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("cannot shrink: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shrunk = &report.shrunk;
+    let bug_suffix = bug.map(|bug| format!("-{bug}")).unwrap_or_default();
+    let out = options.out.clone().unwrap_or_else(|| {
+        options.failures_dir.join(format!(
+            "{}-seed-{seed}{bug_suffix}-shrunk.scn",
+            scenario.name
+        ))
+    });
+    let replay = replay_command(&out, shrunk.seed, bug);
+    let mut text = format!(
+        "# Shrunk by `cairn-sim shrink --scenario {} --seed {seed}{}` in {} runs:\n# fails the {} check with seed {}. Replay:\n#   {replay}\n",
+        options.scenario.display(),
+        bug.map(|bug| format!(" --bug {bug}")).unwrap_or_default(),
+        report.runs,
+        report.failure,
+        shrunk.seed
+    );
+    text.push_str(&report.text);
+    let written = out
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&out, text));
+    if let Err(error) = written {
+        eprintln!("cannot write {}: {error}", out.display());
+        return ExitCode::FAILURE;
+    }
+    println!("failing check: {}", report.failure);
+    println!("before: {}", size_summary(&report.original));
+    println!("after:  {}", size_summary(&shrunk.parameters));
+    for step in &shrunk.removed {
+        println!("  {step}");
+    }
+    println!(
+        "{} runs in {:.1}s wall{}",
+        report.runs,
+        report.wall.as_secs_f64(),
+        if shrunk.budget_exhausted {
+            " (budget spent: the result may shrink further)"
+        } else {
+            ""
+        }
+    );
+    println!("wrote {}", out.display());
+    // Replay the file as written: it must fail the same way.
+    let replayed = match load(&out) {
+        Ok(replayed) => run(&replayed, shrunk.seed, bug),
+        Err(error) => {
+            eprintln!("the shrunk scenario does not load: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let still_fails = match report.failure {
+        Failure::Check(check) => replayed.verdict.failed_checks().contains(&check),
+        Failure::EventLogConflict => !replayed.conflicts.is_empty(),
+    };
+    if !still_fails {
+        eprintln!(
+            "the shrunk scenario did not fail the {} check on replay",
+            report.failure
+        );
+        return ExitCode::FAILURE;
+    }
+    print!("{}", failure_report(&out, &replayed, &options.failures_dir));
+    ExitCode::SUCCESS
+}
+
+fn report_one(path: &Path, seed: u64, bug: Option<&str>, out: &Path) -> ExitCode {
+    let (scenario, bug) = match load(path).and_then(|scenario| Ok((scenario, parse_bug(bug)?))) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    let wall = Instant::now();
+    let outcome = run(&scenario, seed, bug);
+    print_outcome(&outcome, wall.elapsed());
+    let written = std::fs::create_dir_all(out).and_then(|()| write_report(out, path, &outcome));
+    match written {
+        Ok(()) => {
+            println!("report: {}", out.join(REPORT_FILE).display());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("cannot write {}: {error}", out.display());
+            ExitCode::FAILURE
+        }
     }
 }

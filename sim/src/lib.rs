@@ -35,9 +35,11 @@
 pub mod checker;
 pub mod event_log;
 pub mod history;
+pub mod report;
 #[cfg(madsim)]
 pub mod runner;
 pub mod scenario;
+pub mod shrink;
 pub mod swarm;
 pub mod sweep;
 pub mod time;

@@ -7,6 +7,8 @@
 //!     [--weight swarm-quick=500] [--jobs N] [--shard i/n] [--json FILE] [--budget-secs 600]
 //! cairn-sim merge FILE...
 //! cairn-sim bugs
+//! cairn-sim shrink --scenario F --seed N [--bug NAME] [--check NAME] [--out FILE]
+//! cairn-sim report --scenario F --seed N [--bug NAME] --out DIR
 //! ```
 //!
 //! Build it with `RUSTFLAGS="--cfg madsim" cargo build -p cairn-sim

@@ -563,6 +563,11 @@ pub struct TimelineStep {
     pub fault: FaultSpec,
     /// Undo it after this long.
     pub lasting: Option<Duration>,
+    /// The members a partition's own random choice picked, pinned with
+    /// `members=2,4` (one side of `random-halves`, the from/to pair of
+    /// `one-way`, the middle of `bridge`): what `cairn-sim shrink` writes
+    /// so a pinned scenario replays the drawn schedule exactly.
+    pub members: Option<Vec<u32>>,
 }
 
 /// One recurring random fault.
@@ -1019,7 +1024,11 @@ impl Parser<'_> {
         let targets: Vec<(usize, Option<Target>)> = match nemesis {
             Nemesis::Scripted(steps) => steps
                 .iter()
-                .map(|step| (step.line, step.fault.target))
+                .flat_map(|step| {
+                    let pinned = step.members.iter().flatten();
+                    std::iter::once((step.line, step.fault.target))
+                        .chain(pinned.map(|node| (step.line, Some(Target::Node(*node)))))
+                })
                 .collect(),
             Nemesis::Random(faults) => faults
                 .iter()
@@ -1157,7 +1166,8 @@ impl Parser<'_> {
             }
             _ => (rest, None),
         };
-        let fault = self.fault_spec(line, fault_words)?;
+        let (members, fault_words) = self.pinned_members(line, fault_words)?;
+        let fault = self.fault_spec(line, &fault_words)?;
         if lasting.is_some() && !fault.fault.undoable() {
             return Err(self.error(
                 line,
@@ -1167,12 +1177,65 @@ impl Parser<'_> {
                 },
             ));
         }
+        let draws_members = matches!(
+            fault.fault,
+            Fault::Partition(
+                PartitionKind::RandomHalves | PartitionKind::OneWay | PartitionKind::Bridge
+            )
+        );
+        if members.is_some() && !draws_members {
+            return Err(self.error(
+                line,
+                ScenarioErrorKind::BadFault {
+                    fault: fault.fault.name(),
+                    problem:
+                        "takes no `members=` (only random-halves, one-way and bridge partitions do)"
+                            .into(),
+                },
+            ));
+        }
         Ok(TimelineStep {
             line,
             at,
             fault,
             lasting,
+            members,
         })
+    }
+
+    /// Splits a `members=1,3` word off a timeline step's fault words.
+    fn pinned_members<'w>(
+        &self,
+        line: usize,
+        words: &[&'w str],
+    ) -> Result<(Option<Vec<u32>>, Vec<&'w str>), ScenarioError> {
+        let mut members = None;
+        let mut rest = Vec::with_capacity(words.len());
+        for word in words {
+            let Some(list) = word.strip_prefix("members=") else {
+                rest.push(*word);
+                continue;
+            };
+            let parsed: Option<Vec<u32>> = list
+                .split(',')
+                .map(|number| {
+                    number
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|node| (1..=CLUSTER_SIZE_MAX).contains(node))
+                })
+                .collect();
+            let parsed = parsed.filter(|parsed| !parsed.is_empty()).ok_or_else(|| {
+                self.bad(
+                    line,
+                    "members",
+                    list,
+                    &format!("comma-separated member numbers 1..{CLUSTER_SIZE_MAX}"),
+                )
+            })?;
+            members = Some(parsed);
+        }
+        Ok((members, rest))
     }
 
     fn random_fault(&self, line: usize, content: &str) -> Result<RandomFault, ScenarioError> {

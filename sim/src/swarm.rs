@@ -200,7 +200,14 @@ impl SwarmParameters {
             Nemesis::None => Vec::new(),
             Nemesis::Scripted(steps) => steps
                 .iter()
-                .map(|step| resolve(&mut rng, cluster_size, step.at, &step.fault, step.lasting))
+                .map(|step| {
+                    let mut fault =
+                        resolve(&mut rng, cluster_size, step.at, &step.fault, step.lasting);
+                    if let Some(members) = &step.members {
+                        fault.drawn_members.clone_from(members);
+                    }
+                    fault
+                })
                 .collect(),
             Nemesis::Random(faults) => {
                 let recurring: Vec<Recurring> = faults

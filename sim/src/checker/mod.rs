@@ -6,6 +6,7 @@
 
 pub mod convergence;
 pub mod durability;
+pub mod implicated;
 pub mod lease;
 pub mod linearizable;
 pub mod raft;

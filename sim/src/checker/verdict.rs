@@ -9,12 +9,14 @@ use std::fmt;
 
 use crate::checker::convergence::ConvergenceReport;
 use crate::checker::durability::DurabilityReport;
+use crate::checker::implicated::Implicated;
 use crate::checker::lease::LeaseReport;
 use crate::checker::linearizable::LinearizabilityReport;
 use crate::checker::raft::{RaftSummary, RaftViolation};
 use crate::checker::revision::RevisionReport;
 use crate::checker::txn::TxnReport;
 use crate::checker::watch::WatchReport;
+use crate::scenario::Check;
 
 /// Everything the checkers concluded about one run. `None` means the check
 /// did not run (the scenario did not ask for it).
@@ -62,6 +64,48 @@ impl RunVerdict {
                 .convergence
                 .as_ref()
                 .is_none_or(ConvergenceReport::is_ok)
+    }
+
+    /// The checks that failed (an unknown counts as a failure), in
+    /// [`Check::ALL`] order: what `cairn-sim shrink` must keep failing.
+    pub fn failed_checks(&self) -> Vec<Check> {
+        let failed = |check: Check| match check {
+            Check::Linearizable => self
+                .linearizability
+                .as_ref()
+                .is_some_and(|report| !report.is_ok()),
+            // The txn checker runs with the revision checker.
+            Check::Revisions => {
+                self.revisions
+                    .as_ref()
+                    .is_some_and(|report| !report.is_ok())
+                    || self.txns.as_ref().is_some_and(|report| !report.is_ok())
+            }
+            Check::Raft => self
+                .raft
+                .as_ref()
+                .is_some_and(|(_, violation)| violation.is_some()),
+            Check::Watch => self.watch.as_ref().is_some_and(|report| !report.is_ok()),
+            Check::Durability => self
+                .durability
+                .as_ref()
+                .is_some_and(|report| !report.is_ok()),
+            Check::Lease => self.lease.as_ref().is_some_and(|report| !report.is_ok()),
+            Check::Liveness => self.liveness.as_ref().is_some_and(Result::is_err),
+            Check::Convergence => self
+                .convergence
+                .as_ref()
+                .is_some_and(|report| !report.is_ok()),
+        };
+        Check::ALL
+            .into_iter()
+            .filter(|check| failed(*check))
+            .collect()
+    }
+
+    /// What the failed checks point at: see [`Implicated`].
+    pub fn implicated(&self) -> Implicated {
+        Implicated::of(self)
     }
 
     /// How many verdicts are "unknown" rather than pass or fail (key

@@ -229,6 +229,10 @@ pub async fn start(
             (id.0, member)
         })
         .collect();
+    // The configured cluster's peers stay reachable even when the
+    // snapshot's member table predates them (etcd's bootstrap "remotes"):
+    // a joiner's snapshot may not list the leader that sent it.
+    let configured_peers = peer_urls_by_member(&members, config.member_id);
     let mut removed_members = BTreeSet::new();
     let mut store = KvStore::new(kv_config.clone());
     let mut applied_index = Index(0);
@@ -311,7 +315,9 @@ pub async fn start(
         config.listen_peer_url.clone(),
     );
     let (mut transport, transport_events) = Transport::bind(transport_config).await?;
-    transport.set_peers(&peer_urls_by_member(&members, config.member_id));
+    let mut peers = configured_peers;
+    peers.extend(peer_urls_by_member(&members, config.member_id));
+    transport.set_peers(&peers);
     for &id in &removed_members {
         transport.mark_removed(NodeId(id));
     }
@@ -1167,8 +1173,14 @@ impl Driver {
             self.store.lease_promote(self.now_ms());
         }
         self.members = data.members;
-        self.transport
-            .set_peers(&peer_urls_by_member(&self.members, self.config.member_id));
+        // Peers the snapshot's table lacks were added after its index (the
+        // leader that sent it may be one: swarm seed 30 left a rejoined
+        // learner unable to answer it, stuck at the snapshot for good).
+        // They stay, as etcd keeps its "remotes"; the entries after the
+        // snapshot add or remove them again.
+        for (id, urls) in peer_urls_by_member(&self.members, self.config.member_id) {
+            self.transport.add_peer(id, urls);
+        }
         for &id in &data.removed_members {
             self.transport.mark_removed(NodeId(id));
         }

@@ -138,6 +138,11 @@ pub fn pinned_scenario(parameters: &SwarmParameters, description: &str) -> Strin
         "compact_every = {}",
         DisplayDuration(parameters.compact_every)
     );
+    let _ = writeln!(
+        text,
+        "lease_checkpoint_interval = {}",
+        DisplayDuration(parameters.lease_checkpoint_interval)
+    );
     let _ = writeln!(text, "checks = {}", checks.join(", "));
     if parameters.schedule.is_empty() {
         let _ = writeln!(text, "nemesis = none");

@@ -80,7 +80,8 @@ sim: sim-build
 # The budget stops starting runs before CI's time is up.
 SWARM_QUICK_SEEDS ?= 2400
 SCENARIOS_BUDGET_SECS ?= 600
-PINNED_SEEDS := --pinned swarm=6,15,22,80,162,224,389,422,442 --pinned kill-and-wipe=42
+PINNED_SEEDS := --pinned swarm=6,15,22,30,75,80,162,224,389,422,442 --pinned kill-and-wipe=42 \
+  --pinned swarm-quick=176016817,355256078
 SCENARIOS_FLAGS ?=
 
 scenarios: sim-build

@@ -106,6 +106,7 @@ impl Driver {
         } else if was_leader && !is_leader {
             self.store.lease_demote();
             self.lease_revokes_pending.clear();
+            self.fail_checkpointed_keep_alives();
         }
         self.metrics
             .has_leader

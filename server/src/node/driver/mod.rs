@@ -408,6 +408,8 @@ pub async fn start(
         reads_in_flight: BTreeMap::new(),
         read_round_tick: 0,
         reads_awaiting_apply: Vec::new(),
+        keep_alives_awaiting_checkpoint: Vec::new(),
+        periodic_checkpoint_index: Index(0),
         pending_forwards: BTreeMap::new(),
         pending_conf_changes: Vec::new(),
         pending_leader_moves: Vec::new(),
@@ -532,6 +534,11 @@ struct Driver {
     read_round_tick: u64,
     /// Reads whose read index is known, in ReadState order.
     reads_awaiting_apply: Vec<(Index, ReadBatch)>,
+    /// Keep-alives waiting for the checkpoint of 0 that clears their
+    /// lease's stale remaining TTL.
+    keep_alives_awaiting_checkpoint: Vec<lease::KeepAliveWaiter>,
+    /// Where the latest periodic lease checkpoint was proposed.
+    periodic_checkpoint_index: Index,
     pending_forwards: BTreeMap<u64, ForwardWaiter>,
     pending_conf_changes: Vec<ConfChangeWaiter>,
     pending_leader_moves: Vec<LeaderMoveWaiter>,
@@ -745,9 +752,7 @@ impl Driver {
             }
             NodeRequest::LeaseKeepAlive { id, reply } => {
                 if self.is_leader() {
-                    let result = self.lease_keep_alive_locally(id);
-                    let header = self.header();
-                    let _ = reply.send(result.map(|ttl| (header, ttl)).map_err(NodeError::from));
+                    self.lease_keep_alive_on_leader(id, lease::KeepAliveAnswer::Local(reply));
                 } else {
                     let request = PeerRequest::LeaseKeepAlive { id };
                     self.forward(request, ForwardReply::KeepAlive(reply));
@@ -1078,6 +1083,7 @@ impl Driver {
         // Duty 4: reads.
         self.on_read_states(std::mem::take(&mut ready.read_states));
         self.answer_applied_reads();
+        self.answer_checkpointed_keep_alives();
 
         let observed = self.config.observer.as_ref().map(|_| {
             // The entry before the appended ones too, so that the checker
@@ -1341,6 +1347,7 @@ impl Driver {
             .map(|(_, b)| b.reads.len())
             .sum();
         self.pending_proposals.len()
+            + self.keep_alives_awaiting_checkpoint.len()
             + self.reads_unsent.len()
             + reads_in_flight
             + reads_awaiting

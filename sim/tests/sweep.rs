@@ -128,3 +128,58 @@ fn merge_fails_when_any_shard_holds_a_failed_run() {
     assert_eq!(missing.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Class 5 of issue #10: a timing bug that only a many-seed sweep finds.
+/// `keep-alive-before-checkpoint` is the real bug the first 2,509-seed CI
+/// sweep caught in 21 fresh swarm-quick seeds (a keep-alive answered before
+/// the lease's stale checkpointed remainder was cleared). Planted back, it
+/// fails about 1 swarm-quick seed in 60; seeds 15 and 54 of 1..60 catch it
+/// through the lease checker. Every seed of the same sweep passes without it
+/// (CI's own sweep runs swarm-quick seeds by the thousand).
+#[test]
+fn a_sweep_of_sixty_seeds_catches_a_timing_bug_that_a_few_seeds_miss() {
+    /// The seed budget of this hunt.
+    const SEEDS: &str = "1..60";
+    let dir = scratch("timing-bug");
+    let scenarios = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let output = cairn_sim(
+        &[
+            "scenarios",
+            "--dir",
+            scenarios.to_str().expect("a UTF-8 path"),
+            "--only",
+            "swarm-quick",
+            "--seeds",
+            SEEDS,
+            "--fresh",
+            "0",
+            "--jobs",
+            "2",
+            "--bug",
+            "keep-alive-before-checkpoint",
+            "--json",
+            "hunt.json",
+        ],
+        &dir,
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "the sweep must fail:\n{stdout}"
+    );
+    let text = std::fs::read_to_string(dir.join("hunt.json")).expect("the sweep wrote its JSON");
+    let report: SweepReport = serde_json::from_str(&text).expect("the sweep's JSON parses");
+    let caught: Vec<u64> = report
+        .results
+        .iter()
+        .filter(|result| !result.passed && result.report.contains("expired at"))
+        .map(|result| result.seed)
+        .collect();
+    println!("keep-alive-before-checkpoint: caught by swarm-quick seeds {caught:?} of {SEEDS}");
+    assert!(
+        !caught.is_empty(),
+        "no lease violation in swarm-quick seeds {SEEDS}:\n{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -38,6 +38,11 @@ pub enum PlantedBug {
     /// The KV state machine evaluates a txn compare `LESS` on VERSION,
     /// CREATE or MOD as `<=`.
     CompareLessInclusive,
+    /// A keep-alive is answered at once although its lease carries a
+    /// checkpointed remaining TTL, and the checkpoint of 0 that would clear
+    /// it is never proposed (Cairn before the fix of swarm-quick seed
+    /// 176016817): a new leader restarts the lease from the stale remainder.
+    KeepAliveBeforeCheckpoint,
 }
 
 /// [`PlantedBug::DropWatchEvents`] loses the responses of revisions divisible by this.
@@ -45,7 +50,7 @@ pub const DROPPED_WATCH_REVISION_DIVISOR: i64 = 17;
 
 impl PlantedBug {
     /// Every driver bug.
-    pub const ALL: [PlantedBug; 10] = [
+    pub const ALL: [PlantedBug; 11] = [
         PlantedBug::ReadWithoutReadIndex,
         PlantedBug::ForgetVote,
         PlantedBug::ApplyTwiceAfterRestart,
@@ -56,6 +61,7 @@ impl PlantedBug {
         PlantedBug::FollowerAcksBeforeFsync,
         PlantedBug::AppendIgnoringPrevTerm,
         PlantedBug::CompareLessInclusive,
+        PlantedBug::KeepAliveBeforeCheckpoint,
     ];
 
     /// The name `cairn-sim --bug` takes.
@@ -71,6 +77,7 @@ impl PlantedBug {
             PlantedBug::FollowerAcksBeforeFsync => "follower-acks-before-fsync",
             PlantedBug::AppendIgnoringPrevTerm => "append-ignoring-prev-term",
             PlantedBug::CompareLessInclusive => "compare-less-inclusive",
+            PlantedBug::KeepAliveBeforeCheckpoint => "keep-alive-before-checkpoint",
         }
     }
 }

@@ -15,6 +15,13 @@ impl Driver {
     /// than the TTL this keep-alive promises (found by the simulator once
     /// checkpoints fired: swarm-quick seeds 176016817, 355256078, …).
     pub(super) fn lease_keep_alive_on_leader(&mut self, id: LeaseId, answer: KeepAliveAnswer) {
+        #[cfg(madsim)]
+        if self.planted(PlantedBug::KeepAliveBeforeCheckpoint) {
+            let result = self.lease_keep_alive_locally(id);
+            drop(self.store.lease_renewal_checkpoints());
+            self.answer_keep_alive(answer, result);
+            return;
+        }
         let result = self.lease_keep_alive_locally(id);
         let mut checkpoints = self.store.lease_renewal_checkpoints();
         // A periodic checkpoint proposed before this renewal and not yet
